@@ -1,0 +1,44 @@
+# `make run` starts the server, `make test` runs every check; both install what they need.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+VENDOR := src/majlis/web/static/vendor/hls.min.js
+PORT ?= 8080
+DATA ?= var
+
+.PHONY: run test lint unit bench deps system-deps clean
+
+$(BIN)/.installed: pyproject.toml
+	@bash scripts/system-deps.sh base
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+$(VENDOR): package.json package-lock.json
+	@bash scripts/system-deps.sh node
+	npm ci --no-audit --no-fund --loglevel=error
+	mkdir -p $(dir $@)
+	cp node_modules/hls.js/dist/hls.min.js $@
+
+deps: $(BIN)/.installed $(VENDOR)
+
+run: deps
+	$(BIN)/majlis serve --host 127.0.0.1 --port $(PORT) --data $(DATA)
+
+system-deps:
+	@bash scripts/system-deps.sh test
+
+lint: deps
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+
+test: deps system-deps lint
+	bash scripts/test.sh
+
+bench: deps system-deps
+	bash scripts/test.sh --bench
+
+clean:
+	rm -rf $(VENV) node_modules $(dir $(VENDOR))

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the Debian packages a target needs, only when something is missing.
+#   base: python3-venv   node: nodejs + npm   test: chromium, ffmpeg, sox, iproute2
+set -euo pipefail
+need=()
+have() { command -v "$1" >/dev/null 2>&1; }
+case "${1:-test}" in
+  base) "${PY:-python3}" -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv) ;;
+  node) have npm || need+=(nodejs npm) ;;
+  test)
+    have chromium || need+=(chromium)
+    have ffmpeg || need+=(ffmpeg)
+    have sox || need+=(sox)
+    have ip || need+=(iproute2)
+    have unshare || need+=(util-linux)
+    ;;
+esac
+[ ${#need[@]} -eq 0 ] && exit 0
+echo "installing Debian packages: ${need[*]}"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

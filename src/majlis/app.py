@@ -1,0 +1,51 @@
+"""The one application object: settings, clock, storage and spaces, started and stopped together."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from pathlib import Path
+
+from majlis.clock import Clock, SystemClock
+from majlis.config import Settings
+from majlis.ingest.ice import configure_ice
+from majlis.rooms.registry import SpaceRegistry
+from majlis.rooms.tokens import TokenSigner
+from majlis.storage.database import Database
+
+log = logging.getLogger(__name__)
+
+
+def _secret_file(path: Path, make: bytes) -> bytes:
+    """Read a secret kept in the data folder, creating it (mode 0600) on first start."""
+    if path.exists():
+        return path.read_bytes().strip()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(make)
+    return make
+
+
+class App:
+    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.clock: Clock = clock or SystemClock()
+        self.data = settings.data_dir.resolve()
+        self.data.mkdir(parents=True, exist_ok=True)
+        (self.data / "spaces").mkdir(exist_ok=True)
+        admin = _secret_file(self.data / "admin_token", secrets.token_urlsafe(24).encode())
+        self.admin_token = settings.admin_token or admin.decode()
+        secret = _secret_file(self.data / "token_secret", secrets.token_hex(32).encode())
+        self.signer = TokenSigner(secret)
+        self.db = Database(self.data / "majlis.sqlite3")
+        self.spaces = SpaceRegistry(settings, self.clock, self.db, self.signer, self.data)
+
+    async def start(self) -> None:
+        configure_ice(self.settings.ice_addresses, self.settings.ice_port_range)
+        await self.db.open()
+        await self.spaces.restore()
+
+    async def stop(self) -> None:
+        await self.spaces.shutdown()
+        await self.db.close()

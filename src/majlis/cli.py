@@ -1,0 +1,67 @@
+"""`majlis` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from majlis.config import Settings, parse_addresses, parse_bitrate, parse_port_range
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from majlis.app import App
+    from majlis.http.server import serve
+
+    settings = Settings().with_env()
+    changes: dict[str, object] = {"host": args.host, "port": args.port, "data_dir": Path(args.data)}
+    if args.ice_address:
+        changes["ice_addresses"] = parse_addresses(args.ice_address)
+    if args.ice_ports:
+        changes["ice_port_range"] = parse_port_range(args.ice_ports)
+    if args.aac_bitrate:
+        changes["aac_bitrate"] = parse_bitrate(args.aac_bitrate)
+    settings = replace(settings, **changes)  # type: ignore[arg-type]
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    asyncio.run(serve(App(settings)))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="majlis", description="Live audio rooms server")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="run the server")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    s.add_argument("--port", type=int, default=8080, help="TCP port (default 8080; 0 = any)")
+    s.add_argument(
+        "--data", default="var", help="data folder: database and recordings (default ./var)"
+    )
+    s.add_argument(
+        "--ice-address",
+        help="comma-separated addresses to offer as ICE candidates (default: all interfaces)",
+    )
+    s.add_argument("--ice-ports", help="UDP port range for ICE, e.g. 40000-40100")
+    s.add_argument("--aac-bitrate", help="AAC bitrate in bit/s, 32000-64000 (default 48000)")
+    s.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    s.set_defaults(func=_serve)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except ValueError as exc:
+        print(f"majlis: {exc}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""The JSON API: create, list, inspect and end spaces."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from majlis.app import App
+from majlis.errors import BadRequest
+from majlis.http.auth import is_admin, require_admin, space_claims
+from majlis.http.body import read_json_object
+from majlis.rooms.space import Space
+from majlis.rooms.tokens import Role
+
+routes = web.RouteTableDef()
+
+
+def _app(request: web.Request) -> App:
+    app: App = request.app["majlis"]
+    return app
+
+
+def space_urls(space: Space) -> dict[str, str]:
+    return {
+        "whip_url": f"/whip/{space.id}",
+        "playlist_url": f"/live/{space.id}/audio.m3u8",
+        "multivariant_url": f"/live/{space.id}/index.m3u8",
+        "state_url": f"/live/{space.id}/state.json",
+        "page_url": f"/s/{space.id}",
+    }
+
+
+def space_summary(space: Space) -> dict[str, Any]:
+    return {
+        "id": space.id,
+        "title": space.title,
+        "status": space.status.value,
+        "created_at": space.created_at,
+        "started_at": space.started_at,
+        "ended_at": space.ended_at,
+        **space_urls(space),
+    }
+
+
+@routes.post("/api/spaces")
+async def create_space(request: web.Request) -> web.Response:
+    app = _app(request)
+    require_admin(app, request)
+    body = await read_json_object(request, app.settings.max_json_bytes)
+    title = body.get("title")
+    if not isinstance(title, str):
+        raise BadRequest("'title' is required and must be a string")
+    try:
+        created = await app.spaces.create(title)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+    space = created.space
+    links = {
+        "host_link": f"/s/{space.id}#token={created.host_token}",
+        "speaker_link": f"/s/{space.id}#token={created.speaker_token}",
+        "listen_link": f"/s/{space.id}",
+    }
+    payload = {
+        **space_summary(space),
+        "host_token": created.host_token,
+        "speaker_token": created.speaker_token,
+        **links,
+    }
+    return web.json_response(payload, status=201, headers={"Location": f"/api/spaces/{space.id}"})
+
+
+@routes.get("/api/spaces")
+async def list_spaces(request: web.Request) -> web.Response:
+    app = _app(request)
+    require_admin(app, request)
+    return web.json_response({"spaces": [space_summary(s) for s in app.spaces.all()]})
+
+
+@routes.get("/api/spaces/{space_id}")
+async def get_space(request: web.Request) -> web.Response:
+    space = _app(request).spaces.get(request.match_info["space_id"])
+    return web.json_response({**space_summary(space), **space.state()})
+
+
+@routes.post("/api/spaces/{space_id}/end")
+async def end_space(request: web.Request) -> web.Response:
+    app = _app(request)
+    space = app.spaces.get(request.match_info["space_id"])
+    if not is_admin(app, request):
+        space_claims(app, request, space.id, Role.HOST)
+    await app.spaces.end(space)
+    return web.json_response(space_summary(space))

@@ -1,0 +1,134 @@
+"""What listeners fetch: playlists, init, parts, segments and room state.
+
+Every listener asks for the same URLs (no tokens, cookies or per-listener state), so any
+HTTP cache in front can coalesce them: the origin serves each object once per edge.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from aiohttp import web
+
+from majlis.app import App
+from majlis.errors import NotFound
+from majlis.packaging.liveedge import parse_blocking
+from majlis.packaging.playlist import render_multivariant
+from majlis.rooms.space import Space
+
+routes = web.RouteTableDef()
+
+PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
+MEDIA_TYPE = "audio/mp4"
+IMMUTABLE = "public, max-age=31536000, immutable"
+# A blocking reload names one future playlist version, which never changes once served.
+BLOCKING_CACHE = "public, max-age=6"
+LIVE_PLAYLIST_CACHE = "public, max-age=1"
+ENDED_PLAYLIST_CACHE = "public, max-age=60"
+# RFC 8216bis 6.2.5.2: hold a blocking request at most three target durations.
+HOLD_TARGETS = 3
+CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Expose-Headers": "Age, ETag"}
+
+
+def _space(request: web.Request) -> tuple[App, Space]:
+    app: App = request.app["majlis"]
+    return app, app.spaces.get(request.match_info["space_id"])
+
+
+def _hold_timeout(space: Space) -> float:
+    return HOLD_TARGETS * max(1.0, round(space.settings.segment_duration))
+
+
+def _not_started(space: Space) -> None:
+    if space.edge.init is None:
+        raise NotFound("this space has not started yet: no audio has been published")
+
+
+@routes.get("/live/{space_id}/index.m3u8")
+async def multivariant(request: web.Request) -> web.Response:
+    app, _ = _space(request)
+    text = render_multivariant("audio.m3u8", app.settings.aac_bitrate)
+    return web.Response(
+        text=text, content_type=PLAYLIST_TYPE, headers={**CORS, "Cache-Control": IMMUTABLE}
+    )
+
+
+@routes.get("/live/{space_id}/audio.m3u8")
+async def media_playlist(request: web.Request) -> web.Response:
+    _, space = _space(request)
+    blocking = parse_blocking(dict(request.query))
+    _not_started(space)
+    if blocking is not None:
+        await space.edge.wait_for(blocking, _hold_timeout(space))
+    if space.edge.ended:
+        cache = ENDED_PLAYLIST_CACHE
+    else:
+        cache = BLOCKING_CACHE if blocking is not None else LIVE_PLAYLIST_CACHE
+    return web.Response(
+        text=space.edge.playlist(),
+        content_type=PLAYLIST_TYPE,
+        headers={**CORS, "Cache-Control": cache},
+    )
+
+
+@routes.get("/live/{space_id}/init.mp4")
+async def init(request: web.Request) -> web.Response:
+    _, space = _space(request)
+    _not_started(space)
+    assert space.edge.init is not None
+    return _media(space.edge.init)
+
+
+def _media(data: bytes) -> web.Response:
+    return web.Response(
+        body=data, content_type=MEDIA_TYPE, headers={**CORS, "Cache-Control": IMMUTABLE}
+    )
+
+
+def _index(text: str, what: str) -> int:
+    if not text.isdigit() or len(text) > 9:
+        raise NotFound(f"no such {what}")
+    return int(text)
+
+
+@routes.get(r"/live/{space_id}/s/{msn:\d+}.m4s")
+async def segment(request: web.Request) -> web.StreamResponse:
+    _, space = _space(request)
+    msn = _index(request.match_info["msn"], "segment")
+    if msn >= space.edge.next_msn:
+        raise NotFound(f"segment {msn} does not exist (yet)")
+    path = space.recording.segment_path(msn)
+    return web.FileResponse(
+        path, headers={**CORS, "Cache-Control": IMMUTABLE, "Content-Type": MEDIA_TYPE}
+    )
+
+
+@routes.get(r"/live/{space_id}/p/{msn:\d+}.{index:\d+}.m4s")
+async def part(request: web.Request) -> web.Response:
+    app, space = _space(request)
+    msn = _index(request.match_info["msn"], "part")
+    index = _index(request.match_info["index"], "part")
+    data = space.edge.part(msn, index)
+    if data is None and not space.edge.has_part(msn, index):
+        # A preload hint: hold the request until the part is written.
+        await space.edge.wait_for_part(msn, index, _hold_timeout(space))
+        data = space.edge.part(msn, index)
+    if data is None and space.edge.has_part(msn, index):
+        data = await request.loop.run_in_executor(
+            app.spaces.disk, space.recording.read_part, msn, index
+        )
+    if data is None:
+        raise NotFound(f"part {msn}.{index} does not exist")
+    return _media(data)
+
+
+@routes.get("/live/{space_id}/state.json")
+async def state(request: web.Request) -> web.Response:
+    _, space = _space(request)
+    body = json.dumps(space.state(), separators=(",", ":")).encode()
+    etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
+    headers = {**CORS, "Cache-Control": "public, max-age=1", "ETag": etag}
+    if request.headers.get("If-None-Match") == etag:
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=body, content_type="application/json", headers=headers)

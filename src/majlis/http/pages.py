@@ -1,0 +1,95 @@
+"""The pages people use, rendered in their language before any script runs."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from aiohttp import web
+
+from majlis.app import App
+
+routes = web.RouteTableDef()
+
+LANGUAGES = ("en", "ar")
+RTL = {"ar"}
+_PLACEHOLDER = re.compile(r"\{\{\s*([a-z0-9_.]+)\s*\}\}")
+
+
+@cache
+def strings(lang: str) -> dict[str, str]:
+    text = resources.files("majlis.web").joinpath(f"i18n/{lang}.json").read_text("utf-8")
+    value: dict[str, str] = json.loads(text)
+    return value
+
+
+@cache
+def template(name: str) -> str:
+    return resources.files("majlis.web").joinpath(f"templates/{name}").read_text("utf-8")
+
+
+def choose_language(query_lang: str | None, accept_language: str | None) -> str:
+    if query_lang in LANGUAGES:
+        return query_lang
+    for item in (accept_language or "").split(",")[:20]:
+        tag = item.split(";")[0].strip().lower()[:2]
+        if tag in LANGUAGES:
+            return tag
+    return "en"
+
+
+def render(name: str, lang: str, values: dict[str, Any]) -> str:
+    table = strings(lang)
+    context = {
+        "lang": lang,
+        "dir": "rtl" if lang in RTL else "ltr",
+        "other_lang": "en" if lang == "ar" else "ar",
+        "strings_json": json.dumps(table, ensure_ascii=False),
+        **{k: html.escape(str(v)) for k, v in values.items()},
+    }
+
+    def fill(match: re.Match[str]) -> str:
+        key = match.group(1)
+        if key.startswith("t."):
+            return html.escape(table[key[2:]])
+        if key == "strings_json":
+            return context[key].replace("</", "<\\/")
+        return str(context[key])
+
+    return _PLACEHOLDER.sub(fill, template(name))
+
+
+def _page(request: web.Request, name: str, values: dict[str, Any]) -> web.Response:
+    lang = choose_language(request.query.get("lang"), request.headers.get("Accept-Language"))
+    body = render(name, lang, values)
+    return web.Response(
+        text=body,
+        content_type="text/html",
+        headers={"Content-Language": lang, "Vary": "Accept-Language", "Cache-Control": "no-cache"},
+    )
+
+
+@routes.get("/")
+async def home(request: web.Request) -> web.Response:
+    return _page(request, "home.html", {})
+
+
+@routes.get("/s/{space_id}")
+async def space_page(request: web.Request) -> web.Response:
+    app: App = request.app["majlis"]
+    space = app.spaces.get(request.match_info["space_id"])
+    return _page(request, "space.html", {"space_id": space.id, "title": space.title})
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+def add_static(web_app: web.Application) -> None:
+    folder = resources.files("majlis.web").joinpath("static")
+    web_app.router.add_static("/static/", str(folder), append_version=False)

@@ -1,0 +1,66 @@
+"""Assembles the aiohttp application and runs it until a signal, then shuts down cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from aiohttp import web
+
+from majlis.app import App
+from majlis.http import api, live, pages, whip
+from majlis.http.errors import Handler, error_middleware
+
+log = logging.getLogger(__name__)
+
+# Bodies beyond this are refused before any handler runs; routes set tighter limits.
+MAX_BODY_BYTES = 256 * 1024
+SHUTDOWN_GRACE_S = 5.0
+
+
+@web.middleware
+async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.method == "OPTIONS" and request.path.startswith("/api/"):
+        response: web.StreamResponse = web.Response(status=204)
+        response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+        response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+    else:
+        response = await handler(request)
+    response.headers.setdefault("Access-Control-Allow-Origin", "*")
+    return response
+
+
+def build(app: App) -> web.Application:
+    web_app = web.Application(
+        client_max_size=MAX_BODY_BYTES, middlewares=[cors_middleware, error_middleware]
+    )
+    web_app["majlis"] = app
+    for table in (api.routes, whip.routes, live.routes, pages.routes):
+        web_app.add_routes(table)
+    pages.add_static(web_app)
+    return web_app
+
+
+async def serve(app: App, ready: asyncio.Event | None = None) -> None:
+    await app.start()
+    runner = web.AppRunner(build(app), access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S)
+    await runner.setup()
+    site = web.TCPSite(runner, app.settings.host, app.settings.port, backlog=1024)
+    await site.start()
+    port = runner.addresses[0][1] if runner.addresses else app.settings.port
+    print(f"Majlis listening on http://{app.settings.host}:{port}", flush=True)
+    print(f"Admin token: {app.admin_token}", flush=True)
+    print(f"Data folder: {app.data}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if ready is not None:
+        ready.set()
+    await stop.wait()
+    log.info("shutting down: closing speakers, finishing segments")
+    # Stop accepting first, then finish the media, then close what is left.
+    await site.stop()
+    await app.stop()
+    await runner.cleanup()

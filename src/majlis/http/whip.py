@@ -1,0 +1,84 @@
+"""WHIP (RFC 9725): publish a speaker's microphone with one HTTP POST."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from majlis.app import App
+from majlis.errors import NotFound, UnsupportedMediaType
+from majlis.http.auth import space_claims
+from majlis.http.body import read_limited
+from majlis.ingest.sdp import check_offer
+from majlis.rooms.tokens import Role
+
+routes = web.RouteTableDef()
+
+MAX_NAME_CHARS = 60
+CORS = {
+    "Access-Control-Allow-Methods": "POST, PATCH, DELETE, OPTIONS",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type, If-Match",
+    "Access-Control-Expose-Headers": "Location, Link, ETag, Accept-Patch, Retry-After",
+    "Access-Control-Max-Age": "86400",
+}
+
+
+def _app(request: web.Request) -> App:
+    app: App = request.app["majlis"]
+    return app
+
+
+@routes.options("/whip/{space_id}")
+async def preflight(request: web.Request) -> web.Response:
+    return web.Response(status=204, headers={**CORS, "Accept-Post": "application/sdp"})
+
+
+@routes.post("/whip/{space_id}")
+async def publish(request: web.Request) -> web.Response:
+    app = _app(request)
+    space = app.spaces.get(request.match_info["space_id"])
+    claims = space_claims(app, request, space.id, Role.HOST, Role.SPEAKER)
+    if request.content_type != "application/sdp":
+        raise UnsupportedMediaType("WHIP offers must be sent as Content-Type: application/sdp")
+    body = await read_limited(request, app.settings.max_sdp_bytes)
+    offer = check_offer(body, app.settings.max_sdp_bytes)
+    name = request.query.get("name", "").strip()[:MAX_NAME_CHARS] or claims.role.value
+    was_started = space.started_at is not None
+    session_id, answer = await space.publish(claims.role, name, offer)
+    if not was_started:
+        await app.spaces.mark_started(space)
+    location = f"/whip/{space.id}/{session_id}"
+    return web.Response(
+        status=201,
+        body=answer.encode(),
+        content_type="application/sdp",
+        headers={**CORS, "Location": location, "ETag": f'"{session_id}"'},
+    )
+
+
+@routes.options("/whip/{space_id}/{session_id}")
+async def session_preflight(request: web.Request) -> web.Response:
+    return web.Response(status=204, headers=CORS)
+
+
+@routes.patch("/whip/{space_id}/{session_id}")
+async def trickle(request: web.Request) -> web.Response:
+    # The answer already carries every server candidate and aiortc cannot add remote ones
+    # or restart ICE, so PATCH is not supported (RFC 9725 section 4.3.1 allows 405).
+    space = _app(request).spaces.get(request.match_info["space_id"])
+    space_claims(_app(request), request, space.id, Role.HOST, Role.SPEAKER)
+    if request.match_info["session_id"] not in space.speakers:
+        raise NotFound("no such WHIP session in this space")
+    raise web.HTTPMethodNotAllowed(
+        "PATCH",
+        ["POST", "DELETE", "OPTIONS"],
+        reason="trickle ICE and ICE restarts are not supported",
+    )
+
+
+@routes.delete("/whip/{space_id}/{session_id}")
+async def leave(request: web.Request) -> web.Response:
+    app = _app(request)
+    space = app.spaces.get(request.match_info["space_id"])
+    space_claims(app, request, space.id, Role.HOST, Role.SPEAKER)
+    await space.unpublish(request.match_info["session_id"])
+    return web.Response(status=200, headers=CORS)

@@ -1,0 +1,63 @@
+"""First look at an SDP offer from the network, before aiortc parses it.
+
+aiortc's parser trusts its input; these checks bound what reaches it and turn the common
+mistakes into messages a publisher can act on.
+"""
+
+from __future__ import annotations
+
+import re
+
+from majlis.errors import BadRequest, PayloadTooLarge
+
+MAX_LINES = 2_000
+MAX_LINE_CHARS = 4_096
+MAX_MEDIA_SECTIONS = 8
+MAX_CANDIDATES = 100
+_RTPMAP = re.compile(r"^a=rtpmap:(\d+) ")
+_MLINE = re.compile(r"^m=(\w+) \d+(?:/\d+)? [\w/]+((?: \w+)*)$")
+
+
+def check_offer(body: bytes, max_bytes: int) -> str:
+    """Return the offer as text, or raise a BadRequest that says what is wrong with it."""
+    if len(body) > max_bytes:
+        raise PayloadTooLarge(f"SDP offer is {len(body)} bytes; the limit is {max_bytes}")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("SDP offer is not UTF-8 text") from None
+    lines = text.replace("\r\n", "\n").split("\n")
+    if not lines or lines[0].strip() != "v=0":
+        raise BadRequest("SDP offer must start with 'v=0'")
+    if len(lines) > MAX_LINES:
+        raise BadRequest(f"SDP offer has {len(lines)} lines; the limit is {MAX_LINES}")
+    media = [line for line in lines if line.startswith("m=")]
+    if not media:
+        raise BadRequest("SDP offer has no m= line")
+    if len(media) > MAX_MEDIA_SECTIONS:
+        raise BadRequest(
+            f"SDP offer has {len(media)} media sections; the limit is {MAX_MEDIA_SECTIONS}"
+        )
+    if not any(line.startswith("m=audio ") for line in media):
+        raise BadRequest("SDP offer has no audio m= line")
+    candidates = 0
+    for number, line in enumerate(lines, start=1):
+        _check_line(number, line)
+        candidates += line.startswith("a=candidate:")
+    if candidates > MAX_CANDIDATES:
+        raise BadRequest(f"SDP offer has {candidates} candidates; the limit is {MAX_CANDIDATES}")
+    return text
+
+
+def _check_line(number: int, line: str) -> None:
+    if len(line) > MAX_LINE_CHARS:
+        raise BadRequest(f"SDP line {number} is longer than {MAX_LINE_CHARS} characters")
+    if line.startswith("m="):
+        match = _MLINE.match(line.strip())
+        if not match:
+            raise BadRequest(f"SDP line {number} is not a valid m= line")
+        for fmt in match.group(2).split():
+            if fmt.isdigit() and int(fmt) > 127:
+                raise BadRequest(f"SDP line {number}: payload type {fmt} is out of range 0-127")
+    elif (rtpmap := _RTPMAP.match(line)) and int(rtpmap.group(1)) > 127:
+        raise BadRequest(f"SDP line {number}: payload type {rtpmap.group(1)} is out of range 0-127")

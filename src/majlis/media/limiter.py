@@ -1,0 +1,26 @@
+"""A soft limiter: the sum of many loud speakers bends smoothly toward full scale.
+
+Below the knee the signal passes untouched, so one speaker is never coloured; above it a
+tanh curve approaches 1.0 but never reaches it, so there is no wrap-around and no hard
+clipping however many speakers shout at once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from majlis.media.frames import Samples
+
+KNEE = 0.6
+
+
+def soft_limit(x: Samples, knee: float = KNEE) -> Samples:
+    magnitude = np.abs(x)
+    over = magnitude > knee
+    if not over.any():
+        return x
+    head = 1.0 - knee
+    bent = knee + head * np.tanh((magnitude[over] - knee) / head)
+    out = x.copy()
+    out[over] = np.sign(x[over]) * bent
+    return out.astype(np.float32, copy=False)

@@ -1,0 +1,118 @@
+"""LL-HLS media playlist rendering (RFC 8216bis, Apple Low-Latency HLS). Pure: no I/O."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+VERSION = 9
+# RFC 8216bis 4.4.3.8: PART-HOLD-BACK must be at least twice the part target; Apple asks
+# for three, which gives hls.js room for one late part without stalling.
+PART_HOLD_BACK_PARTS = 3
+# Parts stay listed for segments within this many target durations of the live edge.
+PART_LISTING_TARGETS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class PartEntry:
+    msn: int
+    index: int
+    duration: float
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentEntry:
+    msn: int
+    duration: float
+    started_at: float  # wall-clock seconds of the first sample
+    discontinuity: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PlaylistView:
+    """Everything a playlist shows, frozen at one instant."""
+
+    segments: tuple[SegmentEntry, ...]
+    # Parts of every listed segment near the edge, plus those of the segment in progress.
+    parts: tuple[PartEntry, ...]
+    part_target: float
+    segment_target: float
+    ended: bool
+    next_msn: int
+    next_part: int
+
+
+def part_uri(msn: int, index: int) -> str:
+    return f"p/{msn}.{index}.m4s"
+
+
+def segment_uri(msn: int) -> str:
+    return f"s/{msn}.m4s"
+
+
+def _pdt(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def rounded_part_target(part_duration: float) -> float:
+    # Round up to the millisecond: otherwise every 213.33 ms part counts as over target.
+    return math.ceil(part_duration * 1000) / 1000
+
+
+def target_duration(view: PlaylistView) -> int:
+    longest = max((s.duration for s in view.segments), default=view.segment_target)
+    return max(1, round(max(longest, view.segment_target)))
+
+
+def render(view: PlaylistView, init_uri: str = "init.mp4") -> str:
+    lines = ["#EXTM3U", f"#EXT-X-VERSION:{VERSION}"]
+    lines.append(f"#EXT-X-TARGETDURATION:{target_duration(view)}")
+    first_msn = view.segments[0].msn if view.segments else view.next_msn
+    if view.ended:
+        lines.append("#EXT-X-PLAYLIST-TYPE:VOD")
+    else:
+        part_target = rounded_part_target(view.part_target)
+        hold_back = round(part_target * PART_HOLD_BACK_PARTS, 3)
+        lines.append(f"#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={hold_back:.3f}")
+        lines.append(f"#EXT-X-PART-INF:PART-TARGET={part_target:.3f}")
+    lines.append(f"#EXT-X-MEDIA-SEQUENCE:{first_msn}")
+    lines.append("#EXT-X-INDEPENDENT-SEGMENTS")
+    lines.append(f'#EXT-X-MAP:URI="{init_uri}"')
+    parts_by_msn: dict[int, list[PartEntry]] = {}
+    for part in view.parts:
+        parts_by_msn.setdefault(part.msn, []).append(part)
+    for seg in view.segments:
+        if seg.discontinuity:
+            lines.append("#EXT-X-DISCONTINUITY")
+        lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_pdt(seg.started_at)}")
+        lines.extend(_part_lines(parts_by_msn.get(seg.msn, ())))
+        lines.append(f"#EXTINF:{seg.duration:.5f},")
+        lines.append(segment_uri(seg.msn))
+    if not view.ended:
+        lines.extend(_part_lines(parts_by_msn.get(view.next_msn, ())))
+        hint = part_uri(view.next_msn, view.next_part)
+        lines.append(f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{hint}"')
+    else:
+        lines.append("#EXT-X-ENDLIST")
+    return "\n".join(lines) + "\n"
+
+
+def _part_lines(parts: tuple[PartEntry, ...] | list[PartEntry]) -> list[str]:
+    return [
+        f'#EXT-X-PART:DURATION={p.duration:.5f},URI="{part_uri(p.msn, p.index)}",INDEPENDENT=YES'
+        for p in parts
+    ]
+
+
+def render_multivariant(media_uri: str, bitrate: int) -> str:
+    return "\n".join(
+        [
+            "#EXTM3U",
+            f"#EXT-X-VERSION:{VERSION}",
+            "#EXT-X-INDEPENDENT-SEGMENTS",
+            f'#EXT-X-STREAM-INF:BANDWIDTH={int(bitrate * 1.15)},CODECS="mp4a.40.2"',
+            media_uri,
+            "",
+        ]
+    )

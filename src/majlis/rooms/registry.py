@@ -1,0 +1,123 @@
+"""All spaces of this node: creation, lookup, restore after a restart, shutdown."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from majlis.clock import Clock
+from majlis.config import Settings
+from majlis.errors import NotFound
+from majlis.rooms.space import Space, Status
+from majlis.rooms.tokens import Role, TokenSigner
+from majlis.storage.database import Database, SpaceRow
+from majlis.storage.recording import Recording
+
+log = logging.getLogger(__name__)
+
+TOKEN_LIFETIME_S = 7 * 24 * 3600
+MAX_TITLE_CHARS = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    space: Space
+    host_token: str
+    speaker_token: str
+
+
+def new_space_id() -> str:
+    return secrets.token_urlsafe(9)
+
+
+def valid_space_id(space_id: str) -> bool:
+    return 0 < len(space_id) <= 32 and all(c.isalnum() or c in "-_" for c in space_id)
+
+
+class SpaceRegistry:
+    def __init__(
+        self, settings: Settings, clock: Clock, db: Database, signer: TokenSigner, data: Path
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.db = db
+        self.signer = signer
+        self.data = data
+        self.disk = ThreadPoolExecutor(max_workers=2, thread_name_prefix="majlis-disk")
+        self._spaces: dict[str, Space] = {}
+
+    def _space(self, row: SpaceRow) -> Space:
+        space = Space(
+            space_id=row.id,
+            title=row.title,
+            created_at=row.created_at,
+            settings=self.settings,
+            clock=self.clock,
+            recording=Recording(self.data / "spaces" / row.id),
+            disk=self.disk,
+        )
+        self._spaces[row.id] = space
+        return space
+
+    async def restore(self) -> None:
+        """Bring back every space from the database with what its recording holds."""
+        for row in await self.db.spaces():
+            space = self._space(row)
+            space.started_at, space.ended_at = row.started_at, row.ended_at
+            entries = space.recording.load_entries()
+            space.edge.resume_after(entries)
+            if space.recording.has_init():
+                space.edge.set_init(space.recording.read_init())
+            if row.status == Status.ENDED:
+                space.status = Status.ENDED
+                space.edge.end()
+            elif entries:
+                # It was live when the process stopped: live again, waiting for speakers;
+                # the recording continues after a discontinuity.
+                space.status = Status.LIVE
+
+    async def create(self, title: str) -> Created:
+        title = title.strip()
+        if not title:
+            raise ValueError("title must not be empty")
+        if len(title) > MAX_TITLE_CHARS:
+            raise ValueError(f"title is longer than {MAX_TITLE_CHARS} characters")
+        row = SpaceRow(new_space_id(), title, Status.SCHEDULED.value, self.clock.wall(), None, None)
+        await self.db.insert_space(row)
+        space = self._space(row)
+        space.recording.create()
+        expires = self.clock.wall() + TOKEN_LIFETIME_S
+        return Created(
+            space,
+            self.signer.issue(row.id, Role.HOST, expires),
+            self.signer.issue(row.id, Role.SPEAKER, expires),
+        )
+
+    def get(self, space_id: str) -> Space:
+        space = self._spaces.get(space_id) if valid_space_id(space_id) else None
+        if space is None:
+            raise NotFound(f"no space with id {space_id[:40]!r}")
+        return space
+
+    def all(self) -> list[Space]:
+        return sorted(self._spaces.values(), key=lambda s: s.created_at, reverse=True)
+
+    async def mark_started(self, space: Space) -> None:
+        if space.started_at is not None:
+            await self.db.update_status(space.id, Status.LIVE.value, "started_at", space.started_at)
+
+    async def end(self, space: Space) -> None:
+        await space.end()
+        assert space.ended_at is not None
+        await self.db.update_status(space.id, Status.ENDED.value, "ended_at", space.ended_at)
+
+    async def shutdown(self) -> None:
+        """Stop every pipeline: the partly filled segment is closed and made durable."""
+        for space in self._spaces.values():
+            for session_id in list(space.speakers):
+                await space.unpublish(session_id)
+            await space.pipeline.stop()
+        self.disk.shutdown(wait=True)

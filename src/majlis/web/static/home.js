@@ -1,0 +1,66 @@
+// The home page: create a space with the admin token, list spaces.
+"use strict";
+(() => {
+  const T = JSON.parse(document.getElementById("strings").textContent);
+  const $ = (id) => document.getElementById(id);
+  const lang = document.documentElement.lang;
+  const tokenInput = $("admin-token");
+  tokenInput.value = sessionStorage.getItem("majlis-admin") || "";
+
+  function link(id, path) {
+    const a = $(id);
+    a.href = path;
+    a.textContent = new URL(path, location.href).href;
+  }
+
+  async function refresh() {
+    const token = tokenInput.value.trim();
+    if (!token) return;
+    const r = await fetch("/api/spaces", { headers: { Authorization: `Bearer ${token}` } });
+    if (!r.ok) return;
+    const { spaces } = await r.json();
+    const list = $("spaces");
+    list.replaceChildren();
+    for (const s of spaces) {
+      const li = document.createElement("li");
+      const a = document.createElement("a");
+      a.href = `${s.page_url}?lang=${lang}`;
+      const title = document.createElement("bdi");
+      title.textContent = s.title;
+      a.append(title);
+      const status = document.createElement("span");
+      status.className = "status " + s.status;
+      status.textContent = T["status_" + s.status] || s.status;
+      li.append(a, " ", status);
+      list.append(li);
+    }
+    if (!spaces.length) {
+      const li = document.createElement("li");
+      li.textContent = T.no_spaces;
+      list.append(li);
+    }
+  }
+
+  $("create").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const token = tokenInput.value.trim();
+    sessionStorage.setItem("majlis-admin", token);
+    const r = await fetch("/api/spaces", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` },
+      body: JSON.stringify({ title: $("title").value }),
+    });
+    const body = await r.json();
+    if (r.status !== 201) {
+      alert(`${T.error} ${body.detail}`);
+      return;
+    }
+    link("host-link", body.host_link);
+    link("speaker-link", body.speaker_link);
+    link("listen-link", body.listen_link);
+    $("created").hidden = false;
+    refresh();
+  });
+  tokenInput.addEventListener("change", refresh);
+  refresh();
+})();

@@ -1,0 +1,211 @@
+// The space page: listener (hls.js), speaker (WHIP) and host controls.
+"use strict";
+(() => {
+  const T = JSON.parse(document.getElementById("strings").textContent);
+  const spaceId = document.body.dataset.space;
+  const base = `/live/${spaceId}/`;
+  const $ = (id) => document.getElementById(id);
+  const params = new URLSearchParams(location.hash.slice(1));
+  const token = params.get("token");
+  const player = $("player");
+  let hls = null;
+  let lastStatus = null;
+
+  // hls.js settings, chosen for about one second from mouth to ear:
+  // lowLatencyMode follows parts and blocking reloads; liveSyncDuration is unset so the
+  // playlist's PART-HOLD-BACK (three parts) decides how far behind the edge to play;
+  // maxLiveSyncPlaybackRate lets the player catch up gently after a stall instead of
+  // staying behind; a short back buffer keeps memory flat in long spaces.
+  const HLS_CONFIG = {
+    lowLatencyMode: true,
+    maxLiveSyncPlaybackRate: 1.1,
+    backBufferLength: 30,
+    liveDurationInfinity: true,
+    manifestLoadingMaxRetry: 6,
+    levelLoadingMaxRetry: 6,
+    fragLoadingMaxRetry: 6,
+  };
+
+  function showStatus(status) {
+    $("status").textContent = T["status_" + status] || status;
+    $("status").className = "status " + status;
+    $("waiting").hidden = status !== "scheduled";
+    $("ended-notice").hidden = status !== "ended";
+  }
+
+  function attach() {
+    const url = base + "audio.m3u8";
+    if (hls) { hls.destroy(); hls = null; }
+    if (window.Hls && Hls.isSupported()) {
+      hls = new Hls(HLS_CONFIG);
+      hls.loadSource(url);
+      hls.attachMedia(player);
+    } else if (player.canPlayType("application/vnd.apple.mpegurl")) {
+      player.src = url; // Safari plays LL-HLS natively
+    }
+  }
+
+  async function play() {
+    if (!hls && !player.src) attach();
+    try { await player.play(); } catch (e) { /* needs a click: the Play button stays */ }
+  }
+  $("play").addEventListener("click", play);
+
+  function renderStage(state) {
+    const list = $("stage");
+    list.replaceChildren();
+    for (const s of state.stage) {
+      const li = document.createElement("li");
+      li.className = "speaker" + (s.talking ? " talking" : "");
+      const name = document.createElement("bdi");
+      name.textContent = s.name;
+      const role = document.createElement("span");
+      role.className = "role";
+      role.textContent = T["role_" + s.role] || s.role;
+      li.append(name, " ", role);
+      if (s.talking) li.setAttribute("aria-label", `${s.name} (${T.talking})`);
+      list.append(li);
+    }
+    $("empty-stage").hidden = state.stage.length > 0;
+  }
+
+  async function poll() {
+    try {
+      const r = await fetch(base + "state.json", { cache: "no-cache" });
+      if (r.ok) {
+        const state = await r.json();
+        renderStage(state);
+        if (state.status !== lastStatus) {
+          const wasNotStarted = lastStatus === "scheduled";
+          lastStatus = state.status;
+          showStatus(state.status);
+          if (state.status === "live" && wasNotStarted && !player.paused) attach();
+          $("play").textContent = state.status === "ended" ? T.replay : T.play;
+        }
+      }
+    } catch (e) { /* network hiccup: try again next second */ }
+    setTimeout(poll, 1000);
+  }
+
+  // ---- speaker ----
+  let pc = null, stream = null, sessionUrl = null, meterTimer = null;
+  const speakerStatus = (text) => { $("speaker-status").textContent = text; };
+
+  function claimsRole() {
+    try {
+      const json = atob(token.split(".")[0].replace(/-/g, "+").replace(/_/g, "/"));
+      return JSON.parse(json).r;
+    } catch (e) { return null; }
+  }
+
+  async function join() {
+    $("join").disabled = true;
+    speakerStatus(T.connecting);
+    try {
+      const raw = params.get("raw") === "1";
+      stream = await navigator.mediaDevices.getUserMedia({
+        audio: { echoCancellation: !raw, noiseSuppression: !raw, autoGainControl: !raw },
+      });
+    } catch (e) {
+      speakerStatus(T.mic_denied);
+      $("join").disabled = false;
+      return;
+    }
+    startMeter(stream);
+    pc = new RTCPeerConnection({ iceServers: [] });
+    pc.addTransceiver(stream.getAudioTracks()[0], { direction: "sendonly" });
+    await pc.setLocalDescription(await pc.createOffer());
+    await iceGathered(pc);
+    const name = params.get("name") || "";
+    const r = await fetch(`/whip/${spaceId}?name=${encodeURIComponent(name)}`, {
+      method: "POST",
+      headers: { "Content-Type": "application/sdp", Authorization: `Bearer ${token}` },
+      body: pc.localDescription.sdp,
+    });
+    if (r.status !== 201) {
+      const err = await r.json().catch(() => ({ detail: r.statusText }));
+      speakerStatus(`${T.error} ${err.detail}`);
+      stopLocal();
+      $("join").disabled = false;
+      return;
+    }
+    sessionUrl = r.headers.get("Location");
+    await pc.setRemoteDescription({ type: "answer", sdp: await r.text() });
+    pc.addEventListener("connectionstatechange", () => {
+      if (pc && pc.connectionState === "connected") speakerStatus(T.you_are_live);
+    });
+    $("join").hidden = true;
+    $("leave").hidden = false;
+  }
+
+  function iceGathered(peer) {
+    if (peer.iceGatheringState === "complete") return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => { if (peer.iceGatheringState === "complete") resolve(); };
+      peer.addEventListener("icegatheringstatechange", done);
+      setTimeout(resolve, 2000); // WHIP without trickle: send what we have after 2 s
+    });
+  }
+
+  function startMeter(s) {
+    const ctx = new AudioContext();
+    const analyser = ctx.createAnalyser();
+    analyser.fftSize = 1024;
+    ctx.createMediaStreamSource(s).connect(analyser);
+    const buf = new Float32Array(analyser.fftSize);
+    meterTimer = setInterval(() => {
+      analyser.getFloatTimeDomainData(buf);
+      let sum = 0;
+      for (const v of buf) sum += v * v;
+      $("mic-level").value = Math.min(1, Math.sqrt(sum / buf.length) * 4);
+    }, 100);
+  }
+
+  function stopLocal() {
+    if (meterTimer) clearInterval(meterTimer);
+    if (stream) stream.getTracks().forEach((t) => t.stop());
+    if (pc) pc.close();
+    pc = null; stream = null;
+  }
+
+  async function leave() {
+    if (sessionUrl) {
+      await fetch(sessionUrl, { method: "DELETE", headers: { Authorization: `Bearer ${token}` } });
+      sessionUrl = null;
+    }
+    stopLocal();
+    speakerStatus("");
+    $("leave").hidden = true;
+    $("join").hidden = false;
+    $("join").disabled = false;
+  }
+
+  async function endSpace() {
+    if (!confirm(T.end_confirm)) return;
+    const r = await fetch(`/api/spaces/${spaceId}/end`, {
+      method: "POST", headers: { Authorization: `Bearer ${token}` },
+    });
+    if (!r.ok) {
+      const err = await r.json().catch(() => ({ detail: r.statusText }));
+      speakerStatus(`${T.error} ${err.detail}`);
+    } else {
+      await leave();
+    }
+  }
+
+  if (token) {
+    const role = claimsRole();
+    $("speaker").hidden = false;
+    $("speaker-h").textContent = T["role_" + role] || "";
+    $("join").addEventListener("click", join);
+    $("leave").addEventListener("click", leave);
+    if (role === "host") {
+      $("end").hidden = false;
+      $("end").addEventListener("click", endSpace);
+    }
+  }
+  // Keep the token in the fragment when switching language.
+  $("lang-switch").href += location.hash;
+  window.addEventListener("pagehide", () => { if (sessionUrl) leave(); });
+  poll();
+})();
