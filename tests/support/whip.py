@@ -45,10 +45,7 @@ class ToneTrack(AudioStreamTrack):
         if delay > 0:
             await asyncio.sleep(delay)
         t = (np.arange(FRAME) + self._sample) / RATE
-        if self.on:
-            wave = self.amplitude * np.sin(2 * np.pi * self.freq * t)
-        else:
-            wave = np.zeros(FRAME)
+        wave = self.amplitude * np.sin(2 * np.pi * self.freq * t) if self.on else np.zeros(FRAME)
         if self.on and self._pending_onset:
             self.onsets.append(time.perf_counter())
             self._pending_onset = False
@@ -71,7 +68,11 @@ class Publisher:
 
 
 async def publish(
-    session: aiohttp.ClientSession, base: str, whip_url: str, token: str, track: ToneTrack,
+    session: aiohttp.ClientSession,
+    base: str,
+    whip_url: str,
+    token: str,
+    track: ToneTrack,
     name: str = "",
 ) -> Publisher:
     configure_ice(("127.0.0.1",))

@@ -85,11 +85,6 @@ async def space_page(request: web.Request) -> web.Response:
     return _page(request, "space.html", {"space_id": space.id, "title": space.title})
 
 
-@routes.get("/healthz")
-async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
-
-
 def add_static(web_app: web.Application) -> None:
     folder = resources.files("majlis.web").joinpath("static")
     web_app.router.add_static("/static/", str(folder), append_version=False)

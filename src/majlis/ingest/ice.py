@@ -41,7 +41,7 @@ def configure_ice(addresses: tuple[str, ...], port_range: tuple[int, int] = (0, 
         async def ranged(self: Any, component: int, addresses: list[str], **_: Any) -> Any:
             return await _ranged_host_candidates(self, component, addresses, low, high)
 
-        aioice.ice.Connection.get_component_candidates = ranged  # type: ignore[method-assign]
+        aioice.ice.Connection.get_component_candidates = ranged  # type: ignore[method-assign,assignment]
     else:
         aioice.ice.Connection.get_component_candidates = _original_component_candidates  # type: ignore[method-assign]
 

@@ -1,0 +1,104 @@
+"""Prometheus text metrics: every series Majlis exports is named here.
+
+Names follow Prometheus conventions: one `majlis_` prefix, base units, `_total` only on
+counters, and a `space` label only on series of live spaces (removed when a space ends).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import defaultdict
+from collections.abc import Iterable
+
+from majlis.rooms.registry import SpaceRegistry
+from majlis.rooms.space import Status
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _proc_cpu_seconds(stat_path: str) -> float:
+    try:
+        with open(stat_path, encoding="ascii") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # Fields after the command name: utime and stime are the 12th and 13th.
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def thread_group(name: str) -> str:
+    """Where a thread's CPU goes: the event loop carries ICE, DTLS, SRTP, RTP and HTTP."""
+    if name == "MainThread":
+        return "loop"
+    if name.endswith("-decoder"):
+        return "decode"
+    if name == "majlis-mix":
+        return "mix_encode_package"
+    if name.startswith("majlis-disk") or name.startswith("majlis-db"):
+        return "disk"
+    return "other"
+
+
+def thread_cpu_seconds() -> dict[str, float]:
+    """CPU seconds of the threads alive now, by group (Linux /proc)."""
+    groups: dict[str, float] = defaultdict(float)
+    for thread in threading.enumerate():
+        tid = thread.native_id
+        if tid is None:
+            continue
+        groups[thread_group(thread.name)] += _proc_cpu_seconds(f"/proc/self/task/{tid}/stat")
+    return dict(groups)
+
+
+def _line(name: str, value: float, labels: dict[str, str] | None = None) -> str:
+    if labels:
+        inner = ",".join(f'{k}="{v}"' for k, v in labels.items())
+        return f"{name}{{{inner}}} {value:g}"
+    return f"{name} {value:g}"
+
+
+def _family(name: str, kind: str, help_text: str, samples: Iterable[str]) -> list[str]:
+    return [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", *samples]
+
+
+def render(spaces: SpaceRegistry) -> str:
+    live = [s for s in spaces.all() if s.status is Status.LIVE]
+    out: list[str] = []
+    out += _family(
+        "majlis_spaces_live", "gauge", "Spaces currently live on this node.",
+        [_line("majlis_spaces_live", len(live))],
+    )  # fmt: skip
+    out += _family(
+        "majlis_speakers", "gauge", "Speakers publishing audio, per live space.",
+        [_line("majlis_speakers", len(s.speakers), {"space": s.id}) for s in live],
+    )  # fmt: skip
+    out += _family(
+        "majlis_pipeline_cpu_seconds_total", "counter",
+        "CPU seconds spent mixing, encoding and packaging, per live space.",
+        [_line("majlis_pipeline_cpu_seconds_total", s.pipeline.stats.cpu_seconds, {"space": s.id})
+         for s in live],
+    )  # fmt: skip
+    out += _family(
+        "majlis_pipeline_late_ticks_total", "counter",
+        "Mixer ticks that ran more than one tick late, per live space.",
+        [_line("majlis_pipeline_late_ticks_total", s.pipeline.stats.late_ticks, {"space": s.id})
+         for s in live],
+    )  # fmt: skip
+    out += _family(
+        "majlis_pipeline_max_lag_seconds", "gauge",
+        "Largest delay of a mixer tick behind its clock deadline, per live space.",
+        [_line("majlis_pipeline_max_lag_seconds", s.pipeline.stats.max_lag_s, {"space": s.id})
+         for s in live],
+    )  # fmt: skip
+    out += _family(
+        "majlis_thread_cpu_seconds", "gauge",
+        "CPU seconds used by the threads alive now, by job (loop = WebRTC transport + HTTP).",
+        [_line("majlis_thread_cpu_seconds", v, {"group": k})
+         for k, v in sorted(thread_cpu_seconds().items())],
+    )  # fmt: skip
+    out += _family(
+        "process_cpu_seconds_total", "counter", "Total user and system CPU time of the process.",
+        [_line("process_cpu_seconds_total", _proc_cpu_seconds("/proc/self/stat"))],
+    )  # fmt: skip
+    return "\n".join(out) + "\n"
