@@ -9,7 +9,13 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from majlis.config import Settings, parse_addresses, parse_bitrate, parse_port_range
+from majlis.config import (
+    Settings,
+    parse_addresses,
+    parse_bitrate,
+    parse_bounded,
+    parse_port_range,
+)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -24,6 +30,10 @@ def _serve(args: argparse.Namespace) -> int:
         changes["ice_port_range"] = parse_port_range(args.ice_ports)
     if args.aac_bitrate:
         changes["aac_bitrate"] = parse_bitrate(args.aac_bitrate)
+    if args.part_frames:
+        changes["part_frames"] = parse_bounded("part frames", args.part_frames, 3, 47)
+    if args.segment_parts:
+        changes["segment_parts"] = parse_bounded("segment parts", args.segment_parts, 1, 30)
     settings = replace(settings, **changes)  # type: ignore[arg-type]
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
@@ -48,6 +58,8 @@ def parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--ice-ports", help="UDP port range for ICE, e.g. 40000-40100")
     s.add_argument("--aac-bitrate", help="AAC bitrate in bit/s, 32000-64000 (default 48000)")
+    s.add_argument("--part-frames", help="AAC frames (21.3 ms each) per LL-HLS part (default 10)")
+    s.add_argument("--segment-parts", help="parts per segment (default 5)")
     s.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     s.set_defaults(func=_serve)
     return p

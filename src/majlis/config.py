@@ -56,6 +56,10 @@ class Settings:
             changes["ice_port_range"] = parse_port_range(ports)
         if rate := env.get("MAJLIS_AAC_BITRATE"):
             changes["aac_bitrate"] = parse_bitrate(rate)
+        if frames := env.get("MAJLIS_PART_FRAMES"):
+            changes["part_frames"] = parse_bounded("part frames", frames, 3, 47)
+        if parts := env.get("MAJLIS_SEGMENT_PARTS"):
+            changes["segment_parts"] = parse_bounded("segment parts", parts, 1, 30)
         return replace(self, **changes)  # type: ignore[arg-type]
 
 
@@ -75,7 +79,20 @@ def parse_port_range(text: str) -> tuple[int, int]:
 
 
 def parse_bitrate(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"AAC bitrate must be an integer, got {text!r}") from None
     if not 32_000 <= value <= 64_000:
         raise ValueError(f"AAC bitrate must be 32000-64000 bit/s, got {value}")
+    return value
+
+
+def parse_bounded(what: str, text: str, low: int, high: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{what} must be an integer, got {text!r}") from None
+    if not low <= value <= high:
+        raise ValueError(f"{what} must be {low}-{high}, got {value}")
     return value
