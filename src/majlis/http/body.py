@@ -13,10 +13,16 @@ from majlis.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 async def read_limited(request: web.Request, limit: int) -> bytes:
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"body is {request.content_length} bytes; the limit is {limit}")
-    data = await request.content.read(limit + 1)
+    # read(n) returns whatever has arrived, up to n bytes: loop to EOF (or past the limit).
+    data = bytearray()
+    while len(data) <= limit:
+        chunk = await request.content.read(limit + 1 - len(data))
+        if not chunk:
+            break
+        data += chunk
     if len(data) > limit:
         raise PayloadTooLarge(f"body is larger than the limit of {limit} bytes")
-    return data
+    return bytes(data)
 
 
 async def read_json_object(request: web.Request, limit: int) -> dict[str, Any]:

@@ -40,6 +40,10 @@ def check_offer(body: bytes, max_bytes: int) -> str:
         )
     if not any(line.startswith("m=audio ") for line in media):
         raise BadRequest("SDP offer has no audio m= line")
+    # WebRTC media is DTLS-SRTP only (RFC 8827): without a fingerprint the connection could
+    # never be secured, and aiortc would accept the offer, then fail in the background.
+    if not any(line.startswith("a=fingerprint:") for line in lines):
+        raise BadRequest("SDP offer has no a=fingerprint line: DTLS-SRTP is required")
     candidates = 0
     for number, line in enumerate(lines, start=1):
         _check_line(number, line)
