@@ -91,11 +91,20 @@ def render(view: PlaylistView, init_uri: str = "init.mp4") -> str:
         lines.append(segment_uri(seg.msn))
     if not view.ended:
         lines.extend(_part_lines(parts_by_msn.get(view.next_msn, ())))
-        hint = part_uri(view.next_msn, view.next_part)
+        hint = part_uri(*_next_part(view))
         lines.append(f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{hint}"')
     else:
         lines.append("#EXT-X-ENDLIST")
     return "\n".join(lines) + "\n"
+
+
+def _next_part(view: PlaylistView) -> tuple[int, int]:
+    # Between a segment's last part and its fsync the segment is full but not yet listed:
+    # the next part to exist is the first of the next segment, never index segment_parts.
+    segment_parts = round(view.segment_target / view.part_target)
+    if view.next_part >= segment_parts:
+        return view.next_msn + 1, 0
+    return view.next_msn, view.next_part
 
 
 def _part_lines(parts: tuple[PartEntry, ...] | list[PartEntry]) -> list[str]:
