@@ -12,6 +12,9 @@ import numpy as np
 from majlis.media.frames import Samples
 
 KNEE = 0.6
+# The curve's asymptote. tanh rounds to exactly 1.0 in float32 once its argument passes ~9,
+# so aiming at 1.0 itself would put loud sums on full scale; aim just below it instead.
+CEILING = 0.99
 
 
 def soft_limit(x: Samples, knee: float = KNEE) -> Samples:
@@ -19,7 +22,7 @@ def soft_limit(x: Samples, knee: float = KNEE) -> Samples:
     over = magnitude > knee
     if not over.any():
         return x
-    head = 1.0 - knee
+    head = CEILING - knee
     bent = knee + head * np.tanh((magnitude[over] - knee) / head)
     out = x.copy()
     out[over] = np.sign(x[over]) * bent
