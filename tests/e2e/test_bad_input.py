@@ -271,6 +271,9 @@ CASES = [
     Case("segment/unknown", "GET", "/live/{live}/s/99999.m4s", 404, "segment 99999 does not"),
     Case("segment/30-digits", "GET", "/live/{live}/s/" + "9" * 30 + ".m4s", 404, "no such segm"),
     Case("segment/word", "GET", "/live/{live}/s/abc.m4s", 404, "not found"),
+    # \d in a route matches any Unicode digit: "٠" must not alias segment 0.
+    Case("segment/arabic-indic-zero", "GET", "/live/{live}/s/٠.m4s", 404, "no such segment"),
+    Case("part/arabic-indic-zero", "GET", "/live/{live}/p/٠.٠.m4s", 404, "no such part"),
     Case("part/unknown-segment", "GET", "/live/{live}/p/99999.0.m4s", 404, "part 99999.0 does"),
     Case("part/index-past-segment", "GET", "/live/{live}/p/0.5.m4s", 404, "part 0.5 does not"),
     Case("part/30-digits", "GET", "/live/{live}/p/0." + "9" * 30 + ".m4s", 404, "no such part"),

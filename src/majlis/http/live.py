@@ -87,7 +87,7 @@ def _media(data: bytes) -> web.Response:
 
 
 def _index(text: str, what: str) -> int:
-    if not text.isdigit() or len(text) > 9:
+    if not (text.isascii() and text.isdigit()) or len(text) > 9:
         raise NotFound(f"no such {what}")
     return int(text)
 

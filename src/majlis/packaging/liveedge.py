@@ -41,7 +41,8 @@ def parse_blocking(query: dict[str, str]) -> BlockingRequest | None:
 
 
 def _parse_index(name: str, text: str) -> int:
-    if not text.isdigit() or len(text) > 12:
+    # isdigit() alone admits "²" (int() refuses it) and "٣"; HLS integers are [0-9]+.
+    if not (text.isascii() and text.isdigit()) or len(text) > 12:
         raise BadRequest(f"{name} must be a non-negative decimal integer, got {text[:32]!r}")
     return int(text)
 
