@@ -60,9 +60,15 @@ def rounded_part_target(part_duration: float) -> float:
     return math.ceil(part_duration * 1000) / 1000
 
 
+def _extinf(duration: float) -> str:
+    return f"{duration:.5f}"
+
+
 def target_duration(view: PlaylistView) -> int:
     longest = max((s.duration for s in view.segments), default=view.segment_target)
-    return max(1, round(max(longest, view.segment_target)))
+    # RFC 8216bis 4.4.3.1: every EXTINF, rounded to the nearest integer, <= the target. Round
+    # what players read (the printed value) and round ties up: round() would make 2.5 a 2.
+    return max(1, math.floor(float(_extinf(max(longest, view.segment_target))) + 0.5))
 
 
 def render(view: PlaylistView, init_uri: str = "init.mp4") -> str:
@@ -87,7 +93,7 @@ def render(view: PlaylistView, init_uri: str = "init.mp4") -> str:
             lines.append("#EXT-X-DISCONTINUITY")
         lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_pdt(seg.started_at)}")
         lines.extend(_part_lines(parts_by_msn.get(seg.msn, ())))
-        lines.append(f"#EXTINF:{seg.duration:.5f},")
+        lines.append(f"#EXTINF:{_extinf(seg.duration)},")
         lines.append(segment_uri(seg.msn))
     if not view.ended:
         lines.extend(_part_lines(parts_by_msn.get(view.next_msn, ())))
