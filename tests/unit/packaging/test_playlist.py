@@ -127,7 +127,9 @@ def test_ended_playlist_parses_as_vod() -> None:
     assert playlist.preload_hint is None
     assert playlist.server_control is None or playlist.server_control.can_block_reload is None
     assert [s.uri for s in playlist.segments] == [f"s/{m}.m4s" for m in range(4)]
-    assert [s.duration for s in playlist.segments] == pytest.approx([SEGMENT] * 3 + [2 * PART], abs=1e-5)
+    assert [s.duration for s in playlist.segments] == pytest.approx(
+        [SEGMENT] * 3 + [2 * PART], abs=1e-5
+    )
     assert all(not s.parts for s in playlist.segments)
 
 
