@@ -58,7 +58,8 @@ class TokenSigner:
         return _b64(hmac.new(self._secret, payload.encode("ascii"), hashlib.sha256).digest())
 
     def verify(self, token: str, now: float) -> Claims:
-        if len(token) > MAX_TOKEN_CHARS or token.count(".") != 1:
+        # Tokens are ASCII; anything else would crash encode("ascii") and compare_digest.
+        if len(token) > MAX_TOKEN_CHARS or token.count(".") != 1 or not token.isascii():
             raise Unauthorized("token is malformed")
         payload, signature = token.split(".")
         if not hmac.compare_digest(self._sign(payload), signature):
