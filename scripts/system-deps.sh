@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages a target needs, only when something is missing.
-#   base: python3-venv   node: nodejs + npm   test: chromium, ffmpeg, sox, iproute2
+#   base: python3-venv   node: nodejs + npm   test: chromium, ffmpeg, sox, iproute2, fonts
 set -euo pipefail
 need=()
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -13,6 +13,8 @@ case "${1:-test}" in
     have sox || need+=(sox)
     have ip || need+=(iproute2)
     have unshare || need+=(util-linux)
+    # Arabic glyphs for the pages' screenshots (Chromium draws boxes without them).
+    { have fc-list && fc-list :lang=ar | grep -q .; } || need+=(fonts-noto-core)
     ;;
 esac
 [ ${#need[@]} -eq 0 ] && exit 0

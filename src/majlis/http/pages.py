@@ -18,6 +18,11 @@ routes = web.RouteTableDef()
 LANGUAGES = ("en", "ar")
 RTL = {"ar"}
 _PLACEHOLDER = re.compile(r"\{\{\s*([a-z0-9_.]+)\s*\}\}")
+# Hebrew, Arabic, Syriac, Thaana, NKo, Samaritan, Mandaic and their presentation forms.
+_RTL_LETTER = re.compile(r"[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufeff]")
+# Unicode directional isolates (UAX #9) for plain-text places where <bdi> cannot go.
+_ISOLATE = {"ltr": "\u2066", "rtl": "\u2067"}
+_POP_ISOLATE = "\u2069"
 
 
 @cache
@@ -40,6 +45,26 @@ def choose_language(query_lang: str | None, accept_language: str | None) -> str:
         if tag in LANGUAGES:
             return tag
     return "en"
+
+
+def text_direction(text: str) -> str:
+    """'rtl' or 'ltr' for a user's text such as a space title.
+
+    Arabic titles often open with a Latin name ("Elon Musk مع ترامب"); dir="auto" follows the
+    first strong letter and would lay those out left to right, with the Arabic words in the
+    wrong order for an Arabic reader. A fair share of right-to-left letters makes the whole
+    title right-to-left instead. home.js applies the same rule to the list of spaces.
+    """
+    letters = [ch for ch in text if ch.isalpha()]
+    if not letters:
+        return "ltr"
+    rtl = sum(1 for ch in letters if _RTL_LETTER.match(ch))
+    return "rtl" if rtl / len(letters) >= 0.3 else "ltr"
+
+
+def isolated(text: str) -> str:
+    """``text`` wrapped in a directional isolate, for <title> and other plain text."""
+    return _ISOLATE[text_direction(text)] + text + _POP_ISOLATE
 
 
 def render(name: str, lang: str, values: dict[str, Any]) -> str:
@@ -82,7 +107,13 @@ async def home(request: web.Request) -> web.Response:
 async def space_page(request: web.Request) -> web.Response:
     app: App = request.app["majlis"]
     space = app.spaces.get(request.match_info["space_id"])
-    return _page(request, "space.html", {"space_id": space.id, "title": space.title})
+    values = {
+        "space_id": space.id,
+        "title": space.title,
+        "title_dir": text_direction(space.title),
+        "title_isolated": isolated(space.title),
+    }
+    return _page(request, "space.html", values)
 
 
 def add_static(web_app: web.Application) -> None:

@@ -7,6 +7,15 @@
   const tokenInput = $("admin-token");
   tokenInput.value = sessionStorage.getItem("majlis-admin") || "";
 
+  // The server's rule (pages.text_direction): titles with a fair share of right-to-left
+  // letters are right-to-left even when they open with a Latin name.
+  const RTL_LETTER = /(?=\p{L})[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufeff]/gu;
+  function textDirection(text) {
+    const letters = (text.match(/\p{L}/gu) || []).length;
+    if (!letters) return "ltr";
+    return (text.match(RTL_LETTER) || []).length / letters >= 0.3 ? "rtl" : "ltr";
+  }
+
   function link(id, path) {
     const a = $(id);
     a.href = path;
@@ -27,6 +36,7 @@
       a.href = `${s.page_url}?lang=${lang}`;
       const title = document.createElement("bdi");
       title.textContent = s.title;
+      title.dir = textDirection(s.title);
       a.append(title);
       const status = document.createElement("span");
       status.className = "status " + s.status;

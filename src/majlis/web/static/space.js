@@ -45,11 +45,17 @@
     }
   }
 
-  async function play() {
+  async function togglePlay() {
+    if (!player.paused) { player.pause(); return; }
     if (!hls && !player.src) attach();
     try { await player.play(); } catch (e) { /* needs a click: the Play button stays */ }
   }
-  $("play").addEventListener("click", play);
+  function labelPlayButton() {
+    $("play").textContent = !player.paused ? T.pause : lastStatus === "ended" ? T.replay : T.play;
+  }
+  $("play").addEventListener("click", togglePlay);
+  player.addEventListener("play", labelPlayButton);
+  player.addEventListener("pause", labelPlayButton);
 
   function renderStage(state) {
     const list = $("stage");
@@ -80,7 +86,9 @@
           lastStatus = state.status;
           showStatus(state.status);
           if (state.status === "live" && wasNotStarted && !player.paused) attach();
-          $("play").textContent = state.status === "ended" ? T.replay : T.play;
+          labelPlayButton();
+          // Nobody is on the stage of an ended space: the card would only say so.
+          $("stage-card").hidden = state.status === "ended";
         }
       }
     } catch (e) { /* network hiccup: try again next second */ }
