@@ -38,13 +38,30 @@ def template(name: str) -> str:
 
 
 def choose_language(query_lang: str | None, accept_language: str | None) -> str:
+    """``?lang=`` first, then the browser's preferences by q-value, then English."""
     if query_lang in LANGUAGES:
         return query_lang
-    for item in (accept_language or "").split(",")[:20]:
-        tag = item.split(";")[0].strip().lower()[:2]
-        if tag in LANGUAGES:
-            return tag
-    return "en"
+    ranked: list[tuple[float, int, str]] = []
+    # A header of hundreds of tags is not a browser's: the first few decide.
+    for position, item in enumerate((accept_language or "").split(",")[:20]):
+        tag, _, params = item.partition(";")
+        primary = tag.strip().lower().split("-")[0]
+        quality = _quality(params)
+        if primary in LANGUAGES and quality > 0:
+            ranked.append((-quality, position, primary))
+    return min(ranked)[2] if ranked else "en"
+
+
+def _quality(params: str) -> float:
+    # RFC 9110 12.4.2: "q=" weighs a preference from 0 (not acceptable) to 1 (the default).
+    for param in params.split(";"):
+        name, _, value = param.strip().partition("=")
+        if name.lower() == "q":
+            try:
+                return min(1.0, max(0.0, float(value)))
+            except ValueError:
+                return 0.0
+    return 1.0
 
 
 def text_direction(text: str) -> str:
