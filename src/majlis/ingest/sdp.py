@@ -14,8 +14,9 @@ MAX_LINES = 2_000
 MAX_LINE_CHARS = 4_096
 MAX_MEDIA_SECTIONS = 8
 MAX_CANDIDATES = 100
-_RTPMAP = re.compile(r"^a=rtpmap:(\d+) ")
-_MLINE = re.compile(r"^m=(\w+) \d+(?:/\d+)? [\w/]+((?: \w+)*)$")
+# ASCII only: Unicode \w and \d admit "²" and "٣", which int() refuses or SDP forbids.
+_RTPMAP = re.compile(r"^a=rtpmap:(\d+) ", re.ASCII)
+_MLINE = re.compile(r"^m=(\w+) \d+(?:/\d+)? [\w/]+((?: \w+)*)$", re.ASCII)
 
 
 def check_offer(body: bytes, max_bytes: int) -> str:
