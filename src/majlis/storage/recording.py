@@ -71,10 +71,20 @@ class Recording:
                 "bytes": len(data),
             }
         )
+        # After a crash mid-append, start on a fresh line rather than glue onto the torn one.
+        lead = "\n" if self._index_is_torn() else ""
         with open(self.index_path, "a", encoding="utf-8") as f:
-            f.write(line + "\n")
+            f.write(lead + line + "\n")
             f.flush()
             os.fsync(f.fileno())
+
+    def _index_is_torn(self) -> bool:
+        try:
+            with open(self.index_path, "rb") as f:
+                f.seek(-1, os.SEEK_END)
+                return f.read(1) != b"\n"
+        except OSError:  # no index yet, or an empty one
+            return False
 
     def load_entries(self) -> list[SegmentEntry]:
         if not self.index_path.exists():
@@ -90,8 +100,9 @@ class Recording:
                     discontinuity=bool(raw.get("discontinuity", False)),
                 )
             except (ValueError, KeyError, TypeError):
-                # A torn last line after a crash: the segment it names was not announced.
-                break
+                # A line torn by a crash: the segment it names was never announced. Lines
+                # after it were written after a restart and still count.
+                continue
             if self.segment_path(entry.msn).exists():
                 entries.append(entry)
         return entries
