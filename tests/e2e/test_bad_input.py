@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -18,6 +19,9 @@ import pytest
 import pytest_asyncio
 from aiortc import RTCConfiguration, RTCPeerConnection
 
+from majlis.http import api, ops, pages
+from majlis.http import live as live_routes
+from majlis.http import whip as whip_routes
 from majlis.ingest.ice import configure_ice
 from majlis.rooms.tokens import Role, TokenSigner
 from tests.support.audio import decode_mp4, tone_power
@@ -411,6 +415,38 @@ async def test_malformed_http_gets_4xx_and_server_lives(live: Live, head: str) -
     assert 400 <= status < 500, status
     async with live.http.get(live.server.base + "/healthz") as resp:
         assert resp.status == 200
+
+
+async def test_openapi_document_names_exactly_the_routes(live: Live) -> None:
+    """/static/openapi.json describes what exists: every route, nothing more."""
+    async with live.http.get(live.server.base + "/static/openapi.json") as resp:
+        assert resp.status == 200
+        document = json.loads(await resp.read())
+    assert document["openapi"].startswith("3.1")
+    documented = {
+        (method.upper(), path)
+        for path, item in document["paths"].items()
+        for method in item
+        if method != "parameters"
+    }
+    served = {
+        (route.method, re.sub(r"\{(\w+):[^}]+\}", r"{\1}", route.path))
+        for table in (api.routes, live_routes.routes, ops.routes, pages.routes, whip_routes.routes)
+        for route in table
+    }
+    # The CORS middleware answers OPTIONS on every /api/ path.
+    served |= {("OPTIONS", path) for method, path in served if path.startswith("/api/")}
+    assert documented == served
+    for (method, path), operation in (
+        ((m.upper(), p), op)
+        for p, item in document["paths"].items()
+        for m, op in item.items()
+        if m != "parameters"
+    ):
+        for status, response in operation["responses"].items():
+            if int(status) >= 400:
+                schema = response["content"]["application/json"]["schema"]
+                assert schema == {"$ref": "#/components/schemas/Error"}, (method, path, status)
 
 
 async def test_live_space_undisturbed(live: Live) -> None:
