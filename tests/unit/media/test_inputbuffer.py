@@ -6,11 +6,14 @@ can tell exactly which audio came out, in which order, and what was dropped.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import numpy.typing as npt
+import pytest
 
 from majlis.media.frames import TICK_SAMPLES, Samples, silence
 from majlis.media.inputbuffer import DepthPolicy, InputBuffer
@@ -176,6 +179,19 @@ def test_nonstop_speech_is_cut_only_beyond_the_limit() -> None:
     assert spoken - ids.size - buf.depth > 0
 
 
+@pytest.fixture
+def eager_thread_switches() -> Iterator[None]:
+    # Switch threads every microsecond instead of every 5 ms, so that an unlocked
+    # read-modify-write between push and pull actually gets interrupted in a short test.
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(previous)
+
+
+@pytest.mark.usefixtures("eager_thread_switches")
 def test_concurrent_push_and_pull_keep_every_sample_in_order() -> None:
     # No drops at all: any lost, duplicated or reordered sample is the lock's fault.
     buf = InputBuffer(DepthPolicy(target=TICK_SAMPLES, high=10**9, limit=10**9))
@@ -188,7 +204,6 @@ def test_concurrent_push_and_pull_keep_every_sample_in_order() -> None:
         for size in sizes:
             buf.push(ramp(start, int(size)))
             start += int(size)
-            time.sleep(0)  # hand the GIL over, so pushes and pulls interleave
         # Trailing silence lets the last speech samples reach the front of the buffer.
         buf.push(silence(2 * TICK_SAMPLES))
 
@@ -201,9 +216,45 @@ def test_concurrent_push_and_pull_keep_every_sample_in_order() -> None:
         ids = ids_of(buf.pull())
         got.append(ids)
         received += ids.size
-        time.sleep(0)
     pusher.join(5)
     ids = np.concatenate(got)
     assert received == total, f"{received} of {total} samples came out"
     np.testing.assert_array_equal(ids, np.arange(total) % _PERIOD)
     assert buf.stats.pushed_samples == total + 2 * TICK_SAMPLES
+
+
+@pytest.mark.usefixtures("eager_thread_switches")
+def test_concurrent_overflow_never_duplicates_or_reorders() -> None:
+    # A producer far ahead of the consumer: overflow trims run while pulls take audio.
+    buf = InputBuffer(DepthPolicy(target=TICK_SAMPLES, high=10**9, limit=4 * TICK_SAMPLES))
+    sizes = np.random.default_rng(11).integers(1, 2 * TICK_SAMPLES, size=4_000)
+    total = int(sizes.sum())
+    assert total < _PERIOD
+    errors: list[BaseException] = []
+
+    def produce() -> None:
+        try:
+            start = 0
+            for size in sizes:
+                buf.push(ramp(start, int(size)))
+                start += int(size)
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    pusher = threading.Thread(target=produce)
+    pusher.start()
+    got: list[npt.NDArray[np.int64]] = []
+    deadline = time.monotonic() + 30
+    while pusher.is_alive() and time.monotonic() < deadline:
+        got.append(ids_of(buf.pull()))
+    pusher.join(5)
+    assert not errors, errors
+    ids = np.concatenate(got)
+    assert buf.stats.overflow_drops > 0, "the overflow path was not exercised"
+    assert np.all(np.diff(ids) > 0), "audio came out twice or out of order"
+    # What is left is exactly what the depth says: drain it in one pull.
+    left = buf.depth
+    if left:
+        rest = ids_of(buf.pull(left))
+        assert rest.size in (0, left)
+        assert rest.size == 0 or (ids.size == 0 or rest[0] > ids[-1])
