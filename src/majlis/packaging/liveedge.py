@@ -159,6 +159,7 @@ class LiveEdge:
             segments = tuple(self.segments[-self.live_window :])
             edge = self._next_msn - self._listed_part_segments()
             parts = tuple(p for p in self._part_entries if p.msn >= edge)
+        left = self.segments[: len(self.segments) - len(segments)]
         return PlaylistView(
             segments=segments,
             parts=parts,
@@ -167,6 +168,7 @@ class LiveEdge:
             ended=self.ended,
             next_msn=self._next_msn,
             next_part=self._next_part,
+            discontinuity_sequence=sum(s.discontinuity for s in left),
         )
 
     def _listed_part_segments(self) -> int:

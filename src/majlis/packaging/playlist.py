@@ -41,6 +41,8 @@ class PlaylistView:
     ended: bool
     next_msn: int
     next_part: int
+    # Discontinuities that have left the window (RFC 8216bis 4.4.3.3).
+    discontinuity_sequence: int = 0
 
 
 def part_uri(msn: int, index: int) -> str:
@@ -83,6 +85,8 @@ def render(view: PlaylistView, init_uri: str = "init.mp4") -> str:
         lines.append(f"#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={hold_back:.3f}")
         lines.append(f"#EXT-X-PART-INF:PART-TARGET={part_target:.3f}")
     lines.append(f"#EXT-X-MEDIA-SEQUENCE:{first_msn}")
+    if view.discontinuity_sequence:
+        lines.append(f"#EXT-X-DISCONTINUITY-SEQUENCE:{view.discontinuity_sequence}")
     lines.append("#EXT-X-INDEPENDENT-SEGMENTS")
     lines.append(f'#EXT-X-MAP:URI="{init_uri}"')
     parts_by_msn: dict[int, list[PartEntry]] = {}

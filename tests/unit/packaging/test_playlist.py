@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import m3u8
@@ -139,6 +140,14 @@ def test_discontinuity_parses() -> None:
     assert [s.discontinuity for s in complete] == [False, False, True, False]
     gap = complete[2].program_date_time - complete[1].program_date_time
     assert gap.total_seconds() == pytest.approx(SEGMENT + 90.0, abs=1e-3)
+
+
+def test_discontinuity_sequence_is_announced_once_discontinuities_leave() -> None:
+    view = replace(discontinuity_view(), segments=discontinuity_view().segments[3:])
+    text = render(replace(view, discontinuity_sequence=2))
+    assert "#EXT-X-MEDIA-SEQUENCE:8\n#EXT-X-DISCONTINUITY-SEQUENCE:2\n" in text
+    assert m3u8.loads(text).discontinuity_sequence == 2
+    assert "DISCONTINUITY-SEQUENCE" not in render(view)
 
 
 @pytest.mark.parametrize(
