@@ -13,7 +13,8 @@ from majlis.rooms.tokens import Claims, Role, bearer, require_role
 
 def require_admin(app: App, request: web.Request) -> None:
     token = bearer(request.headers.get("Authorization"))
-    if not hmac.compare_digest(token.encode(), app.admin_token.encode()):
+    # Header bytes that are not UTF-8 arrive as surrogates, which encode() refuses.
+    if not token.isascii() or not hmac.compare_digest(token.encode(), app.admin_token.encode()):
         raise Forbidden("this action needs the admin token")
 
 

@@ -16,7 +16,8 @@ MAX_MEDIA_SECTIONS = 8
 MAX_CANDIDATES = 100
 # ASCII only: Unicode \w and \d admit "²" and "٣", which int() refuses or SDP forbids.
 _RTPMAP = re.compile(r"^a=rtpmap:(\d+) ", re.ASCII)
-_MLINE = re.compile(r"^m=(\w+) \d+(?:/\d+)? [\w/]+((?: \w+)*)$", re.ASCII)
+# Formats are payload types, or tokens such as "webrtc-datachannel" (RFC 8841).
+_MLINE = re.compile(r"^m=(\w+) \d+(?:/\d+)? [\w/]+((?: [\w-]+)*)$", re.ASCII)
 
 
 def check_offer(body: bytes, max_bytes: int) -> str:
