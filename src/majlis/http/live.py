@@ -50,7 +50,10 @@ async def multivariant(request: web.Request) -> web.Response:
     app, _ = _space(request)
     text = render_multivariant("audio.m3u8", app.settings.aac_bitrate)
     return web.Response(
-        text=text, content_type=PLAYLIST_TYPE, headers={**CORS, "Cache-Control": IMMUTABLE}
+        text=text,
+        content_type=PLAYLIST_TYPE,
+        # Not immutable: BANDWIDTH follows the configured bitrate.
+        headers={**CORS, "Cache-Control": "public, max-age=300"},
     )
 
 

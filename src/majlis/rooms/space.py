@@ -33,7 +33,8 @@ class Status(StrEnum):
 
 @dataclass(slots=True)
 class Speaker:
-    id: str
+    id: str  # the WHIP session id: whoever knows it can end the session, so never shown
+    public_id: str  # what listeners see in the room state
     role: Role
     name: str
     publisher: Publisher
@@ -96,7 +97,7 @@ class Space:
                 await publisher.close()
                 raise Conflict("this space ended while the offer was being answered")
             self.speakers[session_id] = Speaker(
-                session_id, role, name, publisher, self.clock.wall()
+                session_id, secrets.token_hex(4), role, name, publisher, self.clock.wall()
             )
             self.mixer.add_input(session_id, buffer)
             if not self.pipeline.running:
@@ -144,7 +145,7 @@ class Space:
             level = levels.get(speaker.id)
             stage.append(
                 {
-                    "id": speaker.id,
+                    "id": speaker.public_id,
                     "role": speaker.role.value,
                     "name": speaker.name,
                     "level_dbfs": level.level_dbfs if level else -100.0,

@@ -87,7 +87,5 @@ class Database:
         )
 
     async def spaces(self) -> list[SpaceRow]:
-        rows = await self._run(
-            self._exec, "SELECT * FROM spaces ORDER BY created_at DESC LIMIT 500", ()
-        )
+        rows = await self._run(self._exec, "SELECT * FROM spaces ORDER BY created_at DESC", ())
         return [SpaceRow(*r) for r in rows]
