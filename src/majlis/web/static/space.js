@@ -11,11 +11,14 @@
   let hls = null;
   let lastStatus = null;
 
-  // hls.js settings, chosen for about one second from mouth to ear:
-  // lowLatencyMode follows parts and blocking reloads; liveSyncDuration is unset so the
-  // playlist's PART-HOLD-BACK (three parts) decides how far behind the edge to play;
-  // maxLiveSyncPlaybackRate lets the player catch up gently after a stall instead of
-  // staying behind; a short back buffer keeps memory flat in long spaces.
+  // hls.js settings, chosen for about one second from mouth to ear (bench/ear.py measures
+  // it in this page): lowLatencyMode follows parts and blocking reloads; liveSyncDuration
+  // stays unset so the playlist's PART-HOLD-BACK (three 213 ms parts) sets the target
+  // distance behind the live edge; a short back buffer keeps memory flat in long spaces.
+  // maxLiveSyncPlaybackRate only acts when more than 1 s is buffered ahead (hls.js 1.7
+  // latency-controller), which three-part holds never reach: joining at the target is
+  // joinAtTarget's job below. After a stall hls.js adds liveSyncOnStallIncrease (1 s, its
+  // default) to the target: one stall buys a second of safety, then it plays on.
   const HLS_CONFIG = {
     lowLatencyMode: true,
     maxLiveSyncPlaybackRate: 1.1,
@@ -25,6 +28,41 @@
     levelLoadingMaxRetry: 6,
     fragLoadingMaxRetry: 6,
   };
+  // hls.js starts at the target as it was when the first playlist arrived, from the start of
+  // the part holding that point, and the edge moves on while the first parts load: measured
+  // here it began 0.2-0.8 s behind its own target and stayed there (ear latency ~1.45 s
+  // instead of ~0.9 s). One jump forward inside the buffer during the first seconds of
+  // playback fixes that; later it never jumps, so a listener's talk is never cut.
+  const JOIN_SLACK_S = 0.1;
+  // hls.js updates its latency figure on timeupdate; the first ones after the start are off.
+  const JOIN_SETTLE_S = 0.3;
+  // Joining a space in its first second, playback can wait once more as the first segment
+  // completes (measured: ~0.8 s): a wait inside this window re-arms the jump. hls.js counts
+  // such a stall too and raises its own target, which the jump then respects.
+  const JOIN_WINDOW_S = 5;
+  let joined = false;
+  let playingFrom = null;
+
+  function joinAtTarget() {
+    if (joined || playingFrom === null || !hls || lastStatus !== "live") return;
+    const played = player.currentTime - playingFrom;
+    if (played > JOIN_WINDOW_S) joined = true;
+    if (joined || played < JOIN_SETTLE_S || !hls.latency || hls.targetLatency === null) return;
+    const to = hls.liveSyncPosition;
+    const b = player.buffered;
+    const late = hls.latency - hls.targetLatency > JOIN_SLACK_S;
+    if (late && to !== null && b.length && b.start(b.length - 1) <= to && to < b.end(b.length - 1)) {
+      player.currentTime = to;
+      joined = true;
+    }
+  }
+  player.addEventListener("playing", () => {
+    if (playingFrom === null) playingFrom = player.currentTime;
+  });
+  player.addEventListener("waiting", () => {
+    if (playingFrom !== null && player.currentTime - playingFrom < JOIN_WINDOW_S) joined = false;
+  });
+  player.addEventListener("timeupdate", joinAtTarget);
 
   function showStatus(status) {
     $("status").textContent = T["status_" + status] || status;
@@ -36,6 +74,8 @@
   function attach() {
     const url = base + "audio.m3u8";
     if (hls) { hls.destroy(); hls = null; }
+    joined = false;
+    playingFrom = null;
     if (window.Hls && Hls.isSupported()) {
       hls = new Hls(HLS_CONFIG);
       hls.loadSource(url);
