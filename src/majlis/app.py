@@ -13,6 +13,7 @@ from majlis.ingest.ice import configure_ice
 from majlis.rooms.registry import SpaceRegistry
 from majlis.rooms.tokens import TokenSigner
 from majlis.storage.database import Database
+from majlis.trust.keys import KEY_FILE, load_or_create
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,10 @@ class App:
         secret = _secret_file(self.data / "token_secret", secrets.token_hex(32).encode())
         self.signer = TokenSigner(secret)
         self.db = Database(self.data / "majlis.sqlite3")
-        self.spaces = SpaceRegistry(settings, self.clock, self.db, self.signer, self.data)
+        self.signing_key = load_or_create(self.data / KEY_FILE)
+        self.spaces = SpaceRegistry(
+            settings, self.clock, self.db, self.signer, self.data, signing_key=self.signing_key
+        )
 
     async def start(self) -> None:
         configure_ice(self.settings.ice_addresses, self.settings.ice_port_range)

@@ -9,7 +9,7 @@ import signal
 from aiohttp import web
 
 from majlis.app import App
-from majlis.http import api, live, ops, pages, whip
+from majlis.http import api, live, ops, pages, trust, whip
 from majlis.http.errors import Handler, error_middleware
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ def build(app: App) -> web.Application:
         client_max_size=MAX_BODY_BYTES, middlewares=[cors_middleware, error_middleware]
     )
     web_app["majlis"] = app
-    for table in (api.routes, whip.routes, live.routes, pages.routes, ops.routes):
+    for table in (api.routes, whip.routes, live.routes, pages.routes, ops.routes, trust.routes):
         web_app.add_routes(table)
     pages.add_static(web_app)
     return web_app

@@ -10,6 +10,7 @@ playlist announces it.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import threading
 import time
@@ -24,8 +25,10 @@ from majlis.media.mixer import Mixer
 from majlis.packaging.cmaf import init_segment
 from majlis.packaging.encoder import AAC_PRIMING_SAMPLES, AacEncoder
 from majlis.packaging.liveedge import LiveEdge
+from majlis.packaging.playlist import SegmentEntry
 from majlis.packaging.segmenter import Part, Segmenter
 from majlis.storage.recording import Recording
+from majlis.trust.provenance import ProvenanceLog
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +112,10 @@ class LivePipeline:
         edge: LiveEdge,
         recording: Recording,
         disk: ThreadPoolExecutor,
+        provenance: ProvenanceLog,
     ) -> None:
         self.settings = settings
+        self.provenance = provenance
         self.clock = clock
         self.mixer = mixer
         self.edge = edge
@@ -136,6 +141,7 @@ class LivePipeline:
             priming=AAC_PRIMING_SAMPLES,
         )
         await loop.run_in_executor(self.disk, self.recording.write_init, init)
+        self.provenance.start(init)
         self.edge.set_init(init)
         segmenter = Segmenter(
             self.settings.part_frames, self.settings.segment_parts, first_msn=self.edge.next_msn
@@ -160,8 +166,14 @@ class LivePipeline:
     ) -> None:
         entry = self.edge.closing_entry(msn, duration)
         data = b"".join(self.edge.pending_parts())
-        await loop.run_in_executor(self.disk, self.recording.write_segment, entry, data)
+        digest = await loop.run_in_executor(self.disk, self._write_segment, entry, data)
+        # Chained before the playlist lists it: the provenance never lags the playlist.
+        self.provenance.add(entry.msn, digest, entry.duration)
         self.edge.complete_segment(entry)
+
+    def _write_segment(self, entry: SegmentEntry, data: bytes) -> bytes:
+        self.recording.write_segment(entry, data)
+        return hashlib.sha256(data).digest()
 
     async def stop(self) -> None:
         """Stop the clock, publish what is queued, and close a partly filled segment."""

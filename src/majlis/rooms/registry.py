@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +15,9 @@ from majlis.errors import NotFound
 from majlis.rooms.space import Space, Status
 from majlis.rooms.tokens import Role, TokenSigner
 from majlis.storage.database import Database, SpaceRow
-from majlis.storage.recording import Recording
+from majlis.storage.recording import Recording, write_durably
+from majlis.trust import provenance
+from majlis.trust.keys import SigningKey
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +42,17 @@ def valid_space_id(space_id: str) -> bool:
 
 class SpaceRegistry:
     def __init__(
-        self, settings: Settings, clock: Clock, db: Database, signer: TokenSigner, data: Path
+        self,
+        settings: Settings,
+        clock: Clock,
+        db: Database,
+        signer: TokenSigner,
+        data: Path,
+        *,
+        signing_key: SigningKey,
     ) -> None:
         self.settings = settings
+        self.signing_key = signing_key
         self.clock = clock
         self.db = db
         self.signer = signer
@@ -71,6 +82,7 @@ class SpaceRegistry:
             space.edge.resume_after(entries)
             if space.recording.has_init():
                 space.edge.set_init(space.recording.read_init())
+            await self._restore_provenance(space, ended=row.status == Status.ENDED)
             if row.status == Status.ENDED:
                 space.status = Status.ENDED
                 space.edge.end()
@@ -78,6 +90,34 @@ class SpaceRegistry:
                 # It was live when the process stopped: live again, waiting for speakers;
                 # the recording continues after a discontinuity.
                 space.status = Status.LIVE
+
+    async def _restore_provenance(self, space: Space, *, ended: bool) -> None:
+        loop = asyncio.get_running_loop()
+        path = space.recording.folder / provenance.FILE_NAME
+        if ended and path.exists():
+            space.provenance.sealed = await loop.run_in_executor(self.disk, path.read_bytes)
+            return
+        # Hash the recording again so the chain continues across the restart.
+        space.provenance.chain = await loop.run_in_executor(
+            self.disk, provenance.chain_from_recording, space.id, space.recording
+        )
+        if ended:  # ended, but stopped before provenance.json was durable
+            await self._seal(space)
+
+    async def _seal(self, space: Space) -> None:
+        """Sign the final chain and publish provenance.json next to the recording."""
+        if not space.provenance.claim_seal():
+            return  # nothing was recorded, or another end is already signing
+        chain = space.provenance.chain
+        assert chain is not None
+        facts = provenance.SpaceFacts(space.id, space.title, space.started_at, space.ended_at)
+
+        def write() -> bytes:
+            body = provenance.seal(facts, chain, self.signing_key)
+            write_durably(space.recording.folder / provenance.FILE_NAME, body)
+            return body
+
+        space.provenance.sealed = await asyncio.get_running_loop().run_in_executor(self.disk, write)
 
     async def create(self, title: str) -> Created:
         title = title.strip()
@@ -112,6 +152,7 @@ class SpaceRegistry:
     async def end(self, space: Space) -> None:
         await space.end()
         assert space.ended_at is not None
+        await self._seal(space)
         await self.db.update_status(space.id, Status.ENDED.value, "ended_at", space.ended_at)
 
     async def shutdown(self) -> None:

@@ -20,6 +20,7 @@ from majlis.packaging.liveedge import LiveEdge
 from majlis.rooms.pipeline import LivePipeline
 from majlis.rooms.tokens import Role
 from majlis.storage.recording import Recording
+from majlis.trust.provenance import ProvenanceLog
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +69,10 @@ class Space:
             segment_parts=settings.segment_parts,
             live_window=settings.live_window_segments,
         )
+        self.provenance = ProvenanceLog(space_id)
         self.pipeline = LivePipeline(
             settings=settings, clock=clock, mixer=self.mixer, edge=self.edge,
-            recording=recording, disk=disk,
+            recording=recording, disk=disk, provenance=self.provenance,
         )  # fmt: skip
         self.speakers: dict[str, Speaker] = {}
         self._lock = asyncio.Lock()

@@ -1,0 +1,1 @@
+"""Trust: evidence anyone can check about a space (provenance of its recording)."""
