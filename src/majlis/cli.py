@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -43,6 +44,43 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from majlis.trust.export import Credentials, ProgressBar, export_space
+
+    credentials = None
+    if not args.no_sign:
+        cert = args.cert or os.environ.get("MAJLIS_C2PA_CERT")
+        key = args.key or os.environ.get("MAJLIS_C2PA_KEY")
+        if not cert or not key:
+            raise ValueError(
+                "no C2PA signing certificate: pass --cert CERT.pem --key KEY.pem (or set "
+                "MAJLIS_C2PA_CERT and MAJLIS_C2PA_KEY), or --no-sign for an unsigned file"
+            )
+        credentials = Credentials.load(Path(cert), Path(key))
+    bar = ProgressBar(sys.stderr, "export")
+    try:
+        result = export_space(Path(args.data), args.space, Path(args.out), credentials, bar)
+    finally:
+        bar.finish()
+    how = "signed (C2PA)" if result.signed else "unsigned"
+    print(
+        f"{result.path}: {result.segments} segments, {result.remuxed.duration:.2f} s, "
+        f"{result.path.stat().st_size} bytes, {how}"
+    )
+    return 0
+
+
+def _add_export(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    e = sub.add_parser("export", help="write an ended space's replay as one signed M4A")
+    e.add_argument("space", help="space id")
+    e.add_argument("out", help="output file, e.g. replay.m4a")
+    e.add_argument("--data", default="var", help="the server's data folder (default ./var)")
+    e.add_argument("--cert", help="C2PA certificate chain, PEM (default $MAJLIS_C2PA_CERT)")
+    e.add_argument("--key", help="its private key, PEM (default $MAJLIS_C2PA_KEY)")
+    e.add_argument("--no-sign", action="store_true", help="write the M4A without a manifest")
+    e.set_defaults(func=_export)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="majlis", description="Live audio rooms server")
     sub = p.add_subparsers(dest="command", required=True)
@@ -62,6 +100,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--segment-parts", help="parts per segment (default 5)")
     s.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     s.set_defaults(func=_serve)
+    _add_export(sub)
     return p
 
 
