@@ -11,10 +11,42 @@ import threading
 from collections import defaultdict
 from collections.abc import Iterable
 
+from majlis.rooms.pipeline import SEGMENT_WRITE_BUCKETS_S
 from majlis.rooms.registry import SpaceRegistry
 from majlis.rooms.space import Status
 
 _TICKS = os.sysconf("SC_CLK_TCK")
+
+# Responses sent, by status code (a bounded label: at most the 500 codes HTTP defines).
+_responses: dict[int, int] = defaultdict(int)
+
+
+def count_response(status: int) -> None:
+    _responses[status] += 1
+
+
+def _http_responses() -> list[str]:
+    return [
+        _line("majlis_http_responses_total", n, {"code": str(code)})
+        for code, n in sorted(_responses.items())
+    ]
+
+
+def _segment_write_histogram(spaces: SpaceRegistry) -> list[str]:
+    """One histogram over every space of this node (ended ones included, so it only grows)."""
+    counts = [0] * (len(SEGMENT_WRITE_BUCKETS_S) + 1)
+    total_s = 0.0
+    for space in spaces.all():
+        stats = space.pipeline.stats
+        counts = [a + b for a, b in zip(counts, stats.segment_writes, strict=True)]
+        total_s += stats.segment_write_seconds
+    name = "majlis_segment_write_seconds"
+    lines, cumulative = [], 0
+    for bound, n in zip([*SEGMENT_WRITE_BUCKETS_S, None], counts, strict=True):
+        cumulative += n
+        le = "+Inf" if bound is None else f"{bound:g}"
+        lines.append(_line(f"{name}_bucket", cumulative, {"le": le}))
+    return [*lines, _line(f"{name}_sum", total_s), _line(f"{name}_count", cumulative)]
 
 
 def _proc_cpu_seconds(stat_path: str) -> float:
@@ -72,6 +104,27 @@ def render(spaces: SpaceRegistry) -> str:
     out += _family(
         "majlis_speakers", "gauge", "Speakers publishing audio, per live space.",
         [_line("majlis_speakers", len(s.speakers), {"space": s.id}) for s in live],
+    )  # fmt: skip
+    out += _family(
+        "majlis_listeners", "gauge",
+        "Listeners now, per live space: sessions seen in the presence window, bots excluded.",
+        [_line("majlis_listeners", s.listeners.concurrent(s.clock.wall()), {"space": s.id})
+         for s in live],
+    )  # fmt: skip
+    out += _family(
+        "majlis_encoder_lag_seconds", "gauge",
+        "How far the latest mix-and-encode tick ran behind its deadline, per live space.",
+        [_line("majlis_encoder_lag_seconds", s.pipeline.stats.lag_s, {"space": s.id})
+         for s in live],
+    )  # fmt: skip
+    out += _family(
+        "majlis_segment_write_seconds", "histogram",
+        "Seconds from a segment's close to its file being durable on disk.",
+        _segment_write_histogram(spaces),
+    )  # fmt: skip
+    out += _family(
+        "majlis_http_responses_total", "counter", "HTTP responses sent, by status code.",
+        _http_responses(),
     )  # fmt: skip
     out += _family(
         "majlis_pipeline_cpu_seconds_total", "counter",

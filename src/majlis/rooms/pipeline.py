@@ -10,13 +10,14 @@ playlist announces it.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import hashlib
 import logging
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from majlis.clock import Clock
 from majlis.config import SAMPLE_RATE, Settings
@@ -37,6 +38,11 @@ log = logging.getLogger(__name__)
 MAX_CATCH_UP_S = 1.0
 
 
+# Upper bounds (seconds) of the segment write histogram: a write plus fsync of ~8 KB takes
+# about a millisecond on an idle SSD and can reach a second on a busy disk.
+SEGMENT_WRITE_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
 @dataclass(slots=True)
 class PipelineStats:
     ticks: int = 0
@@ -44,8 +50,20 @@ class PipelineStats:
     late_ticks: int = 0
     skipped_ticks: int = 0
     max_lag_s: float = 0.0
+    # How far the latest tick ran behind its clock deadline.
+    lag_s: float = 0.0
     # CPU seconds spent by the pipeline thread (mix + encode + package).
     cpu_seconds: float = 0.0
+    # Seconds from a segment's close to its file being durable, counted per bucket of
+    # SEGMENT_WRITE_BUCKETS_S (the last count is above every bound).
+    segment_writes: list[int] = field(
+        default_factory=lambda: [0] * (len(SEGMENT_WRITE_BUCKETS_S) + 1)
+    )
+    segment_write_seconds: float = 0.0
+
+    def observe_segment_write(self, seconds: float) -> None:
+        self.segment_writes[bisect.bisect_left(SEGMENT_WRITE_BUCKETS_S, seconds)] += 1
+        self.segment_write_seconds += seconds
 
 
 class _MixThread(threading.Thread):
@@ -99,6 +117,7 @@ class _MixThread(threading.Thread):
             if lag > TICK_SECONDS:
                 self.stats.late_ticks += 1
             self.stats.max_lag_s = max(self.stats.max_lag_s, lag)
+            self.stats.lag_s = lag
             tick += 1
 
 
@@ -166,7 +185,9 @@ class LivePipeline:
     ) -> None:
         entry = self.edge.closing_entry(msn, duration)
         data = b"".join(self.edge.pending_parts())
+        started = time.perf_counter()
         digest = await loop.run_in_executor(self.disk, self._write_segment, entry, data)
+        self.stats.observe_segment_write(time.perf_counter() - started)
         # Chained before the playlist lists it: the provenance never lags the playlist.
         self.provenance.add(entry.msn, digest, entry.duration)
         self.edge.complete_segment(entry)

@@ -20,6 +20,7 @@ from majlis.packaging.liveedge import LiveEdge
 from majlis.rooms.pipeline import LivePipeline
 from majlis.rooms.tokens import Role
 from majlis.storage.recording import Recording
+from majlis.trust.audience import ListenerSessions
 from majlis.trust.provenance import ProvenanceLog
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,8 @@ class Space:
             recording=recording, disk=disk, provenance=self.provenance,
         )  # fmt: skip
         self.speakers: dict[str, Speaker] = {}
+        # Open listener sessions (docs/metrics.md); media requests never touch this.
+        self.listeners = ListenerSessions()
         self._lock = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
 

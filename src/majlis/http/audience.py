@@ -1,0 +1,234 @@
+"""Listener sessions: the only per-listener URLs, and they carry no media.
+
+A player opens an anonymous session when playback starts, beats every 30 s with the
+seconds of audio it actually played, and ends it at pause or page hide (sendBeacon, so
+the body may arrive as text/plain). Media URLs stay identical for everyone. Figures and
+their definitions: docs/metrics.md.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import math
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from majlis.app import App
+from majlis.errors import BadRequest, Conflict, NotFound, Unavailable
+from majlis.http.body import read_limited
+from majlis.rooms.space import Space
+from majlis.storage.events import EventWriter, client_id, events_path, load_salt
+from majlis.trust.audience import (
+    HEARTBEAT_S,
+    Event,
+    LiveSession,
+    Mode,
+    user_agent_class,
+)
+
+routes = web.RouteTableDef()
+
+MAX_BODY_BYTES = 1024
+# Open sessions per space; past this (after forgetting expired ones) new ones get 503.
+MAX_OPEN_SESSIONS = 100_000
+# Heartbeats closer together than this are refused: the player beats every 30 s.
+MIN_BEAT_INTERVAL_S = 1.0
+# New sessions per address (IPv4) or /64 (IPv6): a burst, then a steady rate.
+SESSION_BURST = 30
+SESSION_RATE_PER_S = 0.5
+MAX_TRACKED_ADDRESSES = 50_000
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+class TooManyRequests(Unavailable):
+    status = 429
+    code = "too_many_requests"
+
+
+def limiter_key(address: str | None) -> str:
+    """Whose session-rate bucket a request uses: its IPv4 address, or its IPv6 /64 (one
+    host commonly holds a whole /64, so counting its addresses one by one limits nothing)."""
+    try:
+        ip = ipaddress.ip_address((address or "").split("%")[0])
+    except ValueError:
+        return "unknown"
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
+@dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    at: float
+
+
+class SessionLimiter:
+    """Token buckets per address: SESSION_BURST sessions, refilled SESSION_RATE_PER_S."""
+
+    def __init__(self, burst: float = SESSION_BURST, rate: float = SESSION_RATE_PER_S) -> None:
+        self.burst = burst
+        self.rate = rate
+        self._buckets: dict[str, _Bucket] = {}
+
+    def allow(self, key: str, now: float) -> bool:
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) >= MAX_TRACKED_ADDRESSES:
+                self._forget_full(now)
+            bucket = self._buckets[key] = _Bucket(self.burst, now)
+        bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.at) * self.rate)
+        bucket.at = now
+        if bucket.tokens < 1:
+            return False
+        bucket.tokens -= 1
+        return True
+
+    def retry_after(self, key: str) -> int:
+        bucket = self._buckets.get(key)
+        missing = 1 - bucket.tokens if bucket else 0
+        return max(1, math.ceil(missing / self.rate))
+
+    def _forget_full(self, now: float) -> None:
+        # A bucket that has refilled completely holds no information: drop those first.
+        full = [
+            k for k, b in self._buckets.items() if b.tokens + (now - b.at) * self.rate >= self.burst
+        ]
+        for key in full or list(self._buckets)[: len(self._buckets) // 2]:
+            del self._buckets[key]
+
+
+class AudienceService:
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.salt = load_salt(app.data)
+        self.writer = EventWriter()
+        self.limiter = SessionLimiter()
+
+    def record(self, space: Space, kind: str, sid: str, live: LiveSession, played: float) -> None:
+        ts = round(self.app.clock.wall(), 3)
+        event = Event(ts, kind, sid, live.mode, round(played, 3), live.ua, live.client)
+        self.writer.append(events_path(self.app.data, space.id), event)
+
+
+KEY = web.AppKey("audience", AudienceService)
+
+
+def setup(web_app: web.Application, app: App) -> None:
+    """Register the routes and tie the event writer's lifetime to the application's."""
+    service = web_app[KEY] = AudienceService(app)
+
+    async def started(_: web.Application) -> None:
+        service.writer.start()
+
+    async def stopped(_: web.Application) -> None:
+        await service.writer.close()
+
+    web_app.on_startup.append(started)
+    web_app.on_cleanup.append(stopped)
+    web_app.add_routes(routes)
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    # sendBeacon posts text/plain: any content type is read as JSON.
+    raw = await read_limited(request, MAX_BODY_BYTES)
+    if not raw.strip():
+        return {}
+    try:
+        value = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("body is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise BadRequest("body must be a JSON object")
+    return value
+
+
+def _mode(body: dict[str, Any], default: Mode | None) -> Mode:
+    value = body.get("mode")
+    if value is None and default is not None:
+        return default
+    try:
+        return Mode(str(value))
+    except ValueError:
+        raise BadRequest('mode must be "live" or "replay"') from None
+
+
+def _played(body: dict[str, Any]) -> float:
+    value = body.get("played_s", 0)
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if not ok or not math.isfinite(value) or value < 0:
+        raise BadRequest("played_s must be a number of seconds >= 0")
+    return float(value)
+
+
+def _context(request: web.Request) -> tuple[AudienceService, Space]:
+    service = request.app[KEY]
+    return service, service.app.spaces.get(request.match_info["space_id"])
+
+
+@routes.post("/live/{space_id}/sessions")
+async def start_session(request: web.Request) -> web.Response:
+    service, space = _context(request)
+    mode = _mode(await _body(request), Mode.LIVE)
+    now = service.app.clock.wall()
+    key = limiter_key(request.remote)
+    if not service.limiter.allow(key, now):
+        wait = service.limiter.retry_after(key)
+        raise TooManyRequests("too many listener sessions from this address", wait)
+    space.listeners.sweep(now)
+    if len(space.listeners) >= MAX_OPEN_SESSIONS:
+        raise Unavailable("too many open listener sessions in this space", HEARTBEAT_S)
+    sid = secrets.token_urlsafe(16)
+    ua = user_agent_class(request.headers.get("User-Agent"))
+    live = LiveSession(mode, ua, client_id(request.remote, service.salt), now)
+    space.listeners.start(sid, live)
+    service.record(space, "session_start", sid, live, 0.0)
+    return web.json_response(
+        {"session": sid, "heartbeat_s": HEARTBEAT_S}, status=201, headers=NO_STORE
+    )
+
+
+def _open(service: AudienceService, space: Space, sid: str, now: float) -> LiveSession:
+    live = space.listeners.get(sid, now)
+    if live is None:
+        raise NotFound("no such listener session (it ended or expired): start a new one")
+    return live
+
+
+@routes.post("/live/{space_id}/sessions/{session}/heartbeat")
+async def heartbeat(request: web.Request) -> web.Response:
+    service, space = _context(request)
+    body = await _body(request)
+    now = service.app.clock.wall()
+    sid = request.match_info["session"]
+    live = _open(service, space, sid, now)
+    if _mode(body, live.mode) is not live.mode:
+        raise Conflict("a session keeps the mode it started with: start a new session")
+    played = _played(body)
+    ended = body.get("ended", False)
+    if not isinstance(ended, bool):
+        raise BadRequest("ended must be true or false")
+    if not ended and now - live.last_seen < MIN_BEAT_INTERVAL_S:
+        raise TooManyRequests("heartbeats come every 30 s, not faster", 1)
+    played = space.listeners.beat(sid, played, now)
+    if ended:
+        space.listeners.end(sid)
+    service.record(space, "session_end" if ended else "heartbeat", sid, live, played)
+    return web.Response(status=204, headers=NO_STORE)
+
+
+@routes.delete("/live/{space_id}/sessions/{session}")
+async def end_session(request: web.Request) -> web.Response:
+    service, space = _context(request)
+    now = service.app.clock.wall()
+    sid = request.match_info["session"]
+    live = _open(service, space, sid, now)
+    space.listeners.end(sid)
+    service.record(space, "session_end", sid, live, 0.0)
+    return web.Response(status=204, headers=NO_STORE)
