@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import sys
@@ -81,6 +82,48 @@ def _add_export(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     e.set_defaults(func=_export)
 
 
+def _audience(args: argparse.Namespace) -> int:
+    from majlis.storage.events import events_path, export_events, read_events
+    from majlis.trust.audience import compute, format_report
+
+    if args.from_export:
+        path = Path(args.from_export)
+        if not path.is_file():
+            raise ValueError(f"no such export file: {path}")
+    elif args.space:
+        path = events_path(Path(args.data), args.space)
+        if not path.parent.is_dir():
+            raise ValueError(f"no space {args.space!r} in the data folder {args.data}")
+    else:
+        raise ValueError("name a space, or give --from-export FILE")
+    try:
+        if args.export:
+            count = export_events(path, Path(args.export))
+            print(f"exported {count} events to {args.export}", file=sys.stderr)
+        # A space nobody has listened to yet has no log: no events.
+        events, bad = read_events(path) if path.exists() else ([], 0)
+    except OSError as exc:
+        raise ValueError(f"cannot read the event log: {exc}") from None
+    if bad:
+        print(f"skipped {bad} invalid lines of {path}", file=sys.stderr)
+    report = compute(events)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        sys.stdout.write(format_report(report, str(path)))
+    return 0
+
+
+def _add_audience(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    a = sub.add_parser("audience", help="audience figures of a space, from its event log")
+    a.add_argument("space", nargs="?", help="space id")
+    a.add_argument("--data", default="var", help="the server's data folder (default ./var)")
+    a.add_argument("--export", metavar="FILE", help="also copy the event log to FILE (JSON lines)")
+    a.add_argument("--from-export", metavar="FILE", help="compute from an exported event log")
+    a.add_argument("--json", action="store_true", help="print the figures as JSON")
+    a.set_defaults(func=_audience)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="majlis", description="Live audio rooms server")
     sub = p.add_subparsers(dest="command", required=True)
@@ -101,6 +144,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     s.set_defaults(func=_serve)
     _add_export(sub)
+    _add_audience(sub)
     return p
 
 

@@ -103,7 +103,7 @@ def export_events(path: Path, out: Path) -> int:
     tmp = out.with_name(out.name + ".tmp")
     count = 0
     with open(tmp, "w", encoding="utf-8") as f:
-        for line, event in iter_lines(path):
+        for line, event in iter_lines(path) if path.exists() else iter(()):
             if event is not None:
                 f.write(line + "\n")
                 count += 1

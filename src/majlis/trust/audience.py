@@ -11,6 +11,7 @@ import hashlib
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, TypeGuard
 
@@ -400,3 +401,41 @@ class ListenerSessions:
             1 for v in self._open.values()
             if now - v.last_seen < self.window_s and v.ua not in BOT_CLASSES
         )  # fmt: skip
+
+
+# -- the printed report ------------------------------------------------------------------
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def format_report(report: Report, source: str) -> str:
+    """The figures for people, each under the name docs/metrics.md defines it by."""
+    groups = {"all": report.all, "live": report.live, "replay": report.replay}
+    head = f"{'':22}{'all':>12}{'live':>12}{'replay':>12}"
+
+    def row(name: str, values: list[str]) -> str:
+        return f"  {name:20}" + "".join(f"{v:>12}" for v in values)
+
+    lines = [
+        f"Audience from {source} (definitions: docs/metrics.md)",
+        f"  events                {report.events}",
+        f"  sessions              {report.sessions}",
+        f"  filtered.user_agent   {report.filtered['user_agent']}",
+        f"  filtered.min_listen   {report.filtered['min_listen']}"
+        f"  (under {report.min_listen_s:g} s played)",
+        f"  counted_sessions      {report.counted}",
+        "",
+        head,
+        row("unique_listeners", [str(f.unique_listeners) for f in groups.values()]),
+        row("unique_method", [f.unique_method for f in groups.values()]),
+        row("listening_minutes", [f"{f.listening_minutes:.3f}" for f in groups.values()]),
+        row("peak_concurrent", [str(f.peak_concurrent) for f in groups.values()]),
+        "",
+    ]
+    lines += [f"  peak_at.{k:14}{_when(f.peak_at)}" for k, f in groups.items()]
+    lines.append(f"  presence window {report.window_s:g} s")
+    return "\n".join(lines) + "\n"
