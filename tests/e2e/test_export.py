@@ -1,0 +1,326 @@
+"""`majlis export` on a real recorded replay: one M4A, signed with C2PA, read back with c2pa-python.
+
+One server run records two spaces: one talked in and ended, one left live. The server is then
+stopped and `majlis export` runs as its own process on the data folder, as an operator would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import av
+import c2pa
+import m3u8
+import numpy as np
+import pytest
+
+import majlis
+from tests.support.audio import RATE, Samples, decode_mp4, tone_power
+from tests.support.certs import LEAF_NAME, Pki, make_pki
+from tests.support.server import majlis_server, stop
+from tests.support.whip import ToneTrack, publish
+
+TONE = 1000.0
+TITLE = "مجلس: export test"
+AAC_FRAME = 1024
+
+
+@dataclass(frozen=True)
+class Recorded:
+    data: Path
+    space: dict[str, Any]  # GET /api/spaces/<id> after the end
+    replay: bytes  # init + every replay segment, as served over HTTP
+    segment_count: int
+    live_id: str  # a space left live when the server stopped
+
+
+async def _record(data: Path) -> Recorded:
+    with majlis_server(data) as server:
+        ended, live = server.create_space(TITLE), server.create_space("Still live")
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+            pubs = [
+                await publish(http, server.base, s["whip_url"], s["host_token"], ToneTrack(f))
+                for s, f in ((ended, TONE), (live, 440.0))
+            ]
+            await asyncio.sleep(3.0)  # about three 1 s segments of tone
+            for pub in pubs:
+                await pub.pc.close()
+            headers = {"Authorization": f"Bearer {ended['host_token']}"}
+            url = f"{server.base}/api/spaces/{ended['id']}"
+            async with http.post(url + "/end", headers=headers) as resp:
+                assert resp.status == 200, await resp.text()
+            async with http.get(url) as resp:
+                space = await resp.json()
+            playlist_url = server.base + ended["playlist_url"]
+            async with http.get(playlist_url) as resp:
+                playlist = m3u8.loads(await resp.text())
+            assert playlist.is_endlist
+            base = playlist_url.rsplit("/", 1)[0]
+            blobs = []
+            for uri in ["init.mp4", *(s.uri for s in playlist.segments)]:
+                async with http.get(f"{base}/{uri}") as resp:
+                    assert resp.status == 200
+                    blobs.append(await resp.read())
+        assert stop(server.process) == 0, server.log()
+    return Recorded(data, space, b"".join(blobs), len(playlist.segments), live["id"])
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> Recorded:
+    return asyncio.run(_record(tmp_path_factory.mktemp("export") / "data"))
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+def export(
+    data: Path, space_id: str, out: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "majlis.cli", "export", space_id, str(out), "--data", str(data)]
+    return subprocess.run(
+        [*cmd, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+def read(path: Path, trust: Path | None = None) -> c2pa.Reader:
+    context = None
+    if trust is not None:
+        settings = {"trust": {"trust_anchors": trust.read_text()}, "verify": {"verify_trust": True}}
+        context = c2pa.Context(c2pa.Settings.from_dict(settings))
+    with open(path, "rb") as f:
+        if context is None:
+            return c2pa.Reader("audio/mp4", f)
+        return c2pa.Reader("audio/mp4", f, None, context)
+
+
+def assertion(manifest: dict[str, Any], label: str) -> dict[str, Any]:
+    found = [a["data"] for a in manifest["assertions"] if a["label"] == label]
+    assert len(found) == 1, [a["label"] for a in manifest["assertions"]]
+    data: dict[str, Any] = found[0]
+    return data
+
+
+def failure_codes(reader: c2pa.Reader) -> set[str]:
+    results = reader.get_validation_results() or {}
+    return {f["code"] for f in results.get("activeManifest", {}).get("failure", [])}
+
+
+@pytest.fixture(scope="module")
+def signed(recorded: Recorded, pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("out") / "replay.m4a"
+    keys = ("--cert", str(pki.cert), "--key", str(pki.key))
+    result = export(recorded.data, recorded.space["id"], out, *keys)
+    assert result.returncode == 0, result.stderr
+    assert "100%" in result.stderr, "the progress bar reaches the end"
+    assert f"{recorded.segment_count} segments" in result.stdout
+    assert "signed (C2PA)" in result.stdout
+    return out
+
+
+def test_manifest_names_majlis_and_records_the_space(recorded: Recorded, signed: Path) -> None:
+    with read(signed) as reader:
+        manifest = reader.get_active_manifest()
+    assert manifest is not None
+    generator = manifest["claim_generator_info"][0]
+    assert (generator["name"], generator["version"]) == ("Majlis", majlis.__version__)
+    assert manifest["title"] == TITLE
+    assert manifest["signature_info"]["common_name"] == LEAF_NAME
+    actions = assertion(manifest, "c2pa.actions.v2")["actions"]
+    assert [a["action"] for a in actions] == ["c2pa.created", "c2pa.published"]
+
+    record = assertion(manifest, "org.majlis.provenance")
+    space = recorded.space
+    assert record["space_id"] == space["id"]
+    assert record["title"] == TITLE
+    assert record["started_at"] == space["started_at"]
+    assert record["ended_at"] == space["ended_at"]
+    assert record["segments"] == recorded.segment_count >= 3
+    assert (record["first_segment"], record["last_segment"]) == (0, recorded.segment_count - 1)
+    assert record["discontinuities"] == 0
+
+
+def test_manifest_carries_the_signed_replay_provenance(recorded: Recorded, signed: Path) -> None:
+    path = recorded.data / "spaces" / recorded.space["id"] / "provenance.json"
+    with read(signed) as reader:
+        manifest = reader.get_active_manifest()
+    assert manifest is not None
+    record = assertion(manifest, "org.majlis.provenance")["replay_provenance"]
+    if not path.exists():
+        assert record is None
+        pytest.skip("this server build writes no provenance.json")
+    document = json.loads(path.read_bytes())
+    assert document["signature"], "an ended space's provenance is signed"
+    assert record == {
+        "document": "provenance.json",
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "chain_head": document["chain_head"],
+        "key_id": document["key_id"],
+        "signature": document["signature"],
+    }
+
+
+def test_validates_and_is_trusted_with_the_test_ca(signed: Path, pki: Pki) -> None:
+    with read(signed) as reader:
+        assert reader.get_validation_state() == "Valid"
+        # Valid but not trusted: the test CA is nobody's anchor by default.
+        assert failure_codes(reader) == {"signingCredential.untrusted"}
+    with read(signed, trust=pki.ca) as reader:
+        assert reader.get_validation_state() == "Trusted"
+        assert failure_codes(reader) == set()
+
+
+def _decode(path_or_bytes: Path | bytes) -> tuple[Samples, int]:
+    source: Any = io.BytesIO(path_or_bytes) if isinstance(path_or_bytes, bytes) else path_or_bytes
+    with av.open(source) as container:
+        stream = container.streams.audio[0]
+        assert stream.codec_context.name == "aac"
+        frames = [f.to_ndarray().reshape(-1) for f in container.decode(stream)]
+        packets = stream.frames
+    return np.concatenate(frames).astype(np.float32), packets
+
+
+def test_audio_is_the_replay_sample_for_sample(recorded: Recorded, signed: Path) -> None:
+    exported, packets = _decode(signed)
+    replay = decode_mp4(recorded.replay)
+    assert exported.size == replay.size
+    assert np.array_equal(exported, replay), "a remux must not change a single sample"
+    # One AAC frame per packet; the decoder drops the first frame's 1024 priming samples.
+    assert packets * AAC_FRAME - AAC_FRAME == exported.size
+    with av.open(str(signed)) as container:
+        assert container.format.name.startswith("mov,mp4,m4a")
+        assert container.duration is not None
+        assert abs(container.duration / 1e6 - exported.size / RATE) < 0.002
+    middle = exported[RATE // 2 : -RATE // 4]
+    assert middle.size > RATE
+    assert tone_power(middle, TONE) > 0.9, "the recorded tone is in the export"
+    assert tone_power(middle, 440.0) < 0.01, "nothing of the other space leaked in"
+
+
+def test_one_flipped_audio_byte_is_a_hash_mismatch(signed: Path, tmp_path: Path) -> None:
+    data = bytearray(signed.read_bytes())
+    mdat = data.find(b"mdat")
+    assert mdat > 0
+    data[mdat + 200] ^= 0x01
+    tampered = tmp_path / "tampered.m4a"
+    tampered.write_bytes(bytes(data))
+    with read(tampered) as reader:
+        assert reader.get_validation_state() == "Invalid"
+        assert "assertion.bmffHash.mismatch" in failure_codes(reader)
+
+
+def test_certificate_from_the_environment(recorded: Recorded, pki: Pki, tmp_path: Path) -> None:
+    out = tmp_path / "env.m4a"
+    env = {"MAJLIS_C2PA_CERT": str(pki.cert), "MAJLIS_C2PA_KEY": str(pki.key)}
+    result = export(recorded.data, recorded.space["id"], out, env=env)
+    assert result.returncode == 0, result.stderr
+    with read(out, trust=pki.ca) as reader:
+        assert reader.get_validation_state() == "Trusted"
+
+
+def test_without_a_certificate_refuses_unless_no_sign(recorded: Recorded, tmp_path: Path) -> None:
+    out = tmp_path / "plain.m4a"
+    env = {"MAJLIS_C2PA_CERT": "", "MAJLIS_C2PA_KEY": ""}
+    result = export(recorded.data, recorded.space["id"], out, env=env)
+    assert result.returncode == 2
+    assert "no C2PA signing certificate" in result.stderr
+    assert not out.exists()
+
+    result = export(recorded.data, recorded.space["id"], out, "--no-sign", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "unsigned" in result.stdout
+    with pytest.raises(c2pa.C2paError), read(out):
+        pass
+    assert np.array_equal(_decode(out)[0], decode_mp4(recorded.replay))
+
+
+def test_provenance_document_is_recorded_verbatim(
+    recorded: Recorded, pki: Pki, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(recorded.data, data)
+    document = {"chain_head": "ab" * 32, "key_id": "k1", "signature": "c2lnbmF0dXJl", "x": 1}
+    raw = json.dumps(document).encode()
+    (data / "spaces" / recorded.space["id"] / "provenance.json").write_bytes(raw)
+    out = tmp_path / "out.m4a"
+    result = export(data, recorded.space["id"], out, "--cert", str(pki.cert), "--key", str(pki.key))
+    assert result.returncode == 0, result.stderr
+    with read(out) as reader:
+        manifest = reader.get_active_manifest()
+    assert manifest is not None
+    assert assertion(manifest, "org.majlis.provenance")["replay_provenance"] == {
+        "document": "provenance.json",
+        "sha256": hashlib.sha256(raw).hexdigest(),
+        "chain_head": "ab" * 32,
+        "key_id": "k1",
+        "signature": "c2lnbmF0dXJl",
+    }
+
+
+def _refused(result: subprocess.CompletedProcess[str], message: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert re.search(message, result.stderr), result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_refusals(recorded: Recorded, pki: Pki, tmp_path: Path) -> None:
+    keys = ("--cert", str(pki.cert), "--key", str(pki.key))
+    out = tmp_path / "x.m4a"
+    data = recorded.data
+    _refused(export(data, "nosuchspace", out, *keys), r"no space nosuchspace in ")
+    _refused(export(data, recorded.live_id, out, *keys), r"is live: only an ended space")
+    _refused(export(data, "../etc", out, *keys), r"'\.\./etc' is not a space id")
+    _refused(export(tmp_path, recorded.space["id"], out, *keys), r"no Majlis database in ")
+    _refused(
+        export(data, recorded.space["id"], tmp_path / "missing" / "x.m4a", *keys),
+        r"no folder .*missing",
+    )
+    no_key = ("--cert", str(pki.cert), "--key", str(tmp_path / "absent.pem"))
+    _refused(export(data, recorded.space["id"], out, *no_key), r"cannot read .*absent\.pem")
+    wrong = tmp_path / "wrong.pem"
+    wrong.write_bytes(pki.cert.read_bytes())  # a certificate where the key should be
+    _refused(
+        export(data, recorded.space["id"], out, "--cert", str(pki.cert), "--key", str(wrong)),
+        r"not an unencrypted PEM key",
+    )
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["wrong.pem"], "no temporary left"
+
+
+def test_a_key_that_does_not_match_the_certificate(
+    recorded: Recorded, pki: Pki, tmp_path: Path
+) -> None:
+    other = make_pki(tmp_path / "other")
+    out = tmp_path / "x.m4a"
+    keys = ("--cert", str(pki.cert), "--key", str(other.key))
+    _refused(export(recorded.data, recorded.space["id"], out, *keys), r"C2PA signing failed")
+    assert not out.exists()
+    assert not list(tmp_path.glob(".x.m4a*")), "no temporary left"
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_files(recorded: Recorded) -> Iterator[None]:
+    # The export reads the data folder and never writes into it.
+    folder = recorded.data / "spaces" / recorded.space["id"]
+    before = sorted(p.name for p in folder.rglob("*"))
+    yield
+    assert sorted(p.name for p in folder.rglob("*")) == before
