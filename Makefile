@@ -38,7 +38,7 @@ test: deps system-deps lint
 	bash scripts/test.sh
 
 bench: deps system-deps
-	bash scripts/test.sh --bench
+	bash scripts/test.sh --bench $(ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules $(dir $(VENDOR))

@@ -1,0 +1,476 @@
+"""Renders docs/benchmarks.md from bench/results.json (`python -m bench report`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench.results import load
+
+PAGE = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+
+INTRO = """\
+# Benchmarks
+
+What one origin costs and how fast it is, measured on the real server: a `majlis serve`
+process on 127.0.0.1, real aiortc WebRTC publishers, real HTTP clients, audio proved by
+decoding it and finding the tones with an FFT. Every figure below comes from
+`bench/results.json`, written by the last run; this page is rendered from it.
+
+- **Machine:** {machine}.
+- The cores are shared with other work (builds, browsers, other tests), so each run also
+  records how busy the rest of the machine was while it measured.
+- **Reproduce:** `make bench` runs everything inside a loopback-only network namespace and
+  rewrites `bench/results.json` and this page. `make bench ARGS="cpu"` (or
+  `bash scripts/test.sh --bench cpu`) runs one benchmark (`edge_latency`, `cpu`, `ear`);
+  `.venv/bin/python -m bench report` only re-renders this page.
+- Percentiles are numpy's (linear interpolation between the nearest ranks).
+"""
+
+
+def _verdict(met: bool | None) -> str:
+    return "—" if met is None else ("met" if met else "**missed**")
+
+
+def _s(value: Any, digits: int = 3) -> str:
+    return f"{value:.{digits}f} s" if isinstance(value, int | float) else "—"
+
+
+def _ms(value: Any) -> str:
+    return f"{value * 1000:.0f} ms" if isinstance(value, int | float) else "—"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def _measured(section: dict[str, Any]) -> str:
+    return f"Measured {section.get('measured_at', '?')}."
+
+
+# -- edge latency ---------------------------------------------------------------------------
+
+
+def edge_latency(data: dict[str, Any]) -> list[str]:
+    lat = data["latency_s"]
+    bd = data["breakdown_s"]
+    held = data["tick_to_held_client_s"]
+    pos = data["onset_position_in_part_s"]
+    out = [
+        "## Latency at the HTTP edge",
+        "",
+        "A WHIP publisher (aiortc) sends a 1000 Hz tone that switches on for about 1 s and off "
+        "for about 1.5 s, "
+        f"{data['onsets_published']} times. In the same process, an HTTP client follows the "
+        "live edge as an LL-HLS player does: a blocking playlist reload "
+        "(`_HLS_msn`/`_HLS_part`) and the preload-hint part request, both held open by the "
+        "server, then each part through one running AAC decoder. **Latency** = the instant the "
+        "first part holding a tone onset has arrived − the instant the publisher's track "
+        "handed the first tone frame to aiortc; both from the same `perf_counter()`.",
+        "",
+        *_table(
+            ["", "p50", "p95", "max", "min", "target", "verdict"],
+            [
+                [
+                    f"tone onset → part at the client ({lat.get('count', 0)} onsets)",
+                    _s(lat.get("p50")),
+                    _s(lat.get("p95")),
+                    _s(lat.get("max")),
+                    _s(lat.get("min")),
+                    f"p95 ≤ {data['target_p95_s']} s",
+                    _verdict(data.get("met")),
+                ]
+            ],
+        ),
+        "",
+        "Where the time goes. The onset's sample position in the decoded stream and the "
+        "playlist's PROGRAM-DATE-TIME place it on the server's mixer clock (the pipeline "
+        "labels mixer sample *s* with wall time `start + s/48000`, and its 20 ms tick *k* "
+        "runs at `start + k·20 ms`), so each latency splits into three measured spans:",
+        "",
+        *_table(
+            ["span", "p50", "p95", "max"],
+            [
+                [name, _ms(bd[key].get("p50")), _ms(bd[key].get("p95")), _ms(bd[key].get("max"))]
+                for name, key in (
+                    (
+                        "publisher → mixer tick that took the onset (Opus, RTP, aiortc jitter "
+                        "buffer, decode, speaker input buffer)",
+                        "ingest",
+                    ),
+                    (
+                        "mixer tick → tick that completes the part (rest of the part + the AAC "
+                        "encoder's two-frame lookahead)",
+                        "part_fill",
+                    ),
+                    (
+                        "that tick → part at the client (mix thread, encode, queue to the event "
+                        "loop, HTTP)",
+                        "delivery",
+                    ),
+                )
+            ],
+        ),
+        "",
+        f"Onsets fell {_ms(pos.get('min'))}–{_ms(pos.get('max'))} into their part "
+        f"(median {_ms(pos.get('p50'))}; parts are {data['part_duration_s'] * 1000:.1f} ms). "
+        "The AAC encoder (FFmpeg's native one through PyAV) hands out an access unit only "
+        "once two more frames (42.7 ms) of audio went in; that is part of every part's wait.",
+        "",
+        "**Parts reach a held client** a median "
+        f"{_ms(held.get('p50'))} (p95 {_ms(held.get('p95'))}, max {_ms(held.get('max'))}) "
+        f"after the mixer tick that completes them was due, over {held.get('count', 0)} parts "
+        "whose preload-hint request was waiting before that tick.",
+        "",
+        f"Checks: {data['onsets_verified_by_fft']} of {data['onsets_measured']} onsets are "
+        "followed by 100 ms that an FFT finds to be ≥ 90 % the 1000 Hz tone; "
+        f"{data.get('tone_gaps', 0)} drop-outs (5 ms windows without the tone) inside the "
+        f"tone's first 0.8 s; {data['parts_received']} parts received, "
+        f"{data['parts_not_held']} of them not through a held request, "
+        f"{data['request_failures']} failed requests.",
+        *_busy_note(data),
+        "",
+        _measured(data),
+    ]
+    return out
+
+
+def _busy_note(data: dict[str, Any]) -> list[str]:
+    busy = data.get("rest_of_machine_cores")
+    if busy is None:
+        return []
+    return [
+        "",
+        f"While it ran, other work on the machine used {busy:.2f} cores on average "
+        "(the server, the bench and the publisher not counted).",
+    ]
+
+
+# -- cpu ------------------------------------------------------------------------------------
+
+
+def _pct(cpu_s_per_min: float) -> str:
+    return f"{cpu_s_per_min:.1f} ({cpu_s_per_min / 60 * 100:.0f} %)"
+
+
+def cpu(data: dict[str, Any]) -> list[str]:
+    targets = data["targets"]
+    runs = data["runs"]
+    out = [
+        "## Server CPU per minute of a live space",
+        "",
+        "One fresh server per speaker count; each speaker is an aiortc WHIP publisher sending "
+        "its own tone from a separate load-generator process. After a "
+        f"{data['warmup_s']:.0f} s warm-up, the server's `/metrics` "
+        "(`process_cpu_seconds_total` and `majlis_thread_cpu_seconds` by thread group) is "
+        f"read at both ends of a {runs[0]['window_s']:.0f} s window. Figures are CPU seconds "
+        "per minute (60 = one whole core) and, in brackets, percent of one core.",
+        "",
+        "- **whole server**: the process. **WebRTC + HTTP**: the event-loop thread, where "
+        "aiortc runs ICE, DTLS, SRTP and RTP in Python and aiohttp serves HTTP. **decode**: "
+        "aiortc's Opus decoder threads (one per speaker). **mix + encode + package**: the "
+        "`majlis-mix` thread (mixer, AAC encoder, CMAF packager). **media** = decode + mix "
+        "+ encode + package.",
+        "- Every run checks the mix: each speaker's tone holds its share of the last two "
+        "segments' energy (FFT).",
+        "",
+        *_table(
+            [
+                "speakers",
+                "whole server",
+                "WebRTC + HTTP",
+                "decode",
+                "mix + encode + package",
+                "media",
+                "load generator",
+                "rest of machine",
+                "late ticks",
+                "tones in mix",
+            ],
+            [
+                [
+                    str(r["speakers"]),
+                    _pct(r["server"]),
+                    _pct(r["loop"]),
+                    _pct(r["decode"]),
+                    _pct(r["mix_encode_package"]),
+                    _pct(r["media"]),
+                    _pct(r["loadgen"]),
+                    _pct(r["rest_of_machine"]),
+                    str(r["late_ticks"]),
+                    _tones(r),
+                ]
+                for r in runs
+            ],
+        ),
+        "",
+        *_table(
+            ["target (10 speakers)", "limit", "measured", "verdict"],
+            [
+                [
+                    "whole server ≤ 50 % of one core",
+                    f"{targets['server']:.0f} CPU-s/min",
+                    _pct(runs[-1]["server"]),
+                    _verdict(data["met"]["server"]),
+                ],
+                [
+                    "decode + mix + encode + package ≤ 10 %",
+                    f"{targets['media']:.0f} CPU-s/min",
+                    _pct(runs[-1]["media"]),
+                    _verdict(data["met"]["media"]),
+                ],
+            ],
+        ),
+        "",
+        f"Each speaker beyond the first adds about {data['per_extra_speaker']:.1f} CPU-s/min "
+        "to the whole server (slope from 1 to 10 speakers).",
+    ]
+    if decoding := data.get("decoder_cost"):
+        out += ["", *_decoding(decoding)]
+    profile = next((r["profile"] for r in runs if "profile" in r), None)
+    if profile:
+        out += ["", *_profile(profile)]
+    out += ["", _measured(data)]
+    return out
+
+
+def _decoding(d: dict[str, Any]) -> list[str]:
+    handoff = d["aiortc_decoder_thread"] / d["decode_only"] - 1 if d["decode_only"] else 0.0
+    return [
+        f"**Decoding, measured apart from the server** ({d['speakers']} streams of 20 ms Opus "
+        f"frames, each paced at 50 frames/s on its own thread, {d['seconds']:.0f} s, no "
+        f"network): libopus through PyAV alone costs {_pct(d['decode_only'])} CPU-s/min for "
+        f"the load generator's {d['opus_kbps']:.0f} kbit/s stereo stream and "
+        f"{_pct(d['browser_like_decode_only'])} for a browser-like "
+        f"{d['browser_like_opus_kbps']:.0f} kbit/s mono one; aiortc's own decoder thread, "
+        "which also hands every frame to the event loop, costs "
+        f"{_pct(d['aiortc_decoder_thread'])} ({handoff * 100:+.0f} %). {_decode_verdict(d)}",
+        *_batched(d),
+    ]
+
+
+def _batched(d: dict[str, Any]) -> list[str]:
+    if "batched_one_thread" not in d:
+        return []
+    return [
+        "",
+        f"The same {d['speakers']} streams decoded back to back by one thread every 20 ms "
+        f"cost {_pct(d['batched_one_thread'])} CPU-s/min: one thread per speaker that wakes "
+        "for every 20 ms frame (aiortc's design) pays "
+        f"{d['decode_only'] / max(d['batched_one_thread'], 1e-9):.1f}× as much per frame as "
+        "decoding the frames of all speakers together.",
+    ]
+
+
+def _decode_verdict(d: dict[str, Any]) -> str:
+    alone = d["decode_only"] or 1.0
+    handoff = d["aiortc_decoder_thread"] / alone - 1
+    same_for_browser = abs(d["browser_like_decode_only"] / alone - 1) < 0.25
+    if handoff < 0.25:
+        return "The decode column above is mostly libopus's own work" + (
+            ", whatever the publisher sends." if same_for_browser else "."
+        )
+    return f"aiortc's per-frame hand-off adds {handoff * 100:.0f} % to libopus's own work."
+
+
+def _tones(run: dict[str, Any]) -> str:
+    shares = run.get("tone_share", {})
+    if not shares:
+        return "—"
+    least = min(shares.values())
+    fair = 1 / len(shares)
+    return f"{len(shares)} of {len(shares)}" if least > fair / 2 else f"weakest {least:.2f}"
+
+
+def _profile(profile: dict[str, Any]) -> list[str]:
+    if "error" in profile:
+        return [f"Profiling failed: {profile['error']}"]
+    rows = [[f"`{name}`", f"{share * 100:.0f} %"] for name, share in profile["self_top"][:10]]
+    areas = ", ".join(f"{name} {share * 100:.0f} %" for name, share in profile["self_by_area"])
+    threads = ", ".join(f"{name} {share * 100:.0f} %" for name, share in profile["threads"])
+    return [
+        "### Where the 10-speaker server spends its CPU (py-spy)",
+        "",
+        f"{profile['seconds']} s of py-spy samples at 100 Hz ({profile['samples']} samples of "
+        f"working threads; {profile['waiting_samples_left_out']} samples of threads blocked "
+        "in a lock or epoll left out), raw stacks in "
+        f"`{profile['file']}` (flamegraph / speedscope input).",
+        "",
+        f"- By thread: {threads}.",
+        f"- By code that was running (innermost frame's package): {areas}.",
+        *_by_thread(profile.get("by_thread", {})),
+        "",
+        *_table(["innermost frame", "share of all samples"], rows),
+    ]
+
+
+def _by_thread(threads: dict[str, list[list[Any]]]) -> list[str]:
+    return [
+        f"- Inside {name}: "
+        + ", ".join(f"`{frame}` {share * 100:.0f} %" for frame, share in frames[:4])
+        + "."
+        for name, frames in threads.items()
+    ]
+
+
+# -- sections written by other benchmarks ---------------------------------------------------
+
+TITLES = {
+    "ear_latency": "Latency at the ear (Chromium playing the space page with hls.js)",
+    "join_time": "Join time (Chromium, fresh listener page)",
+}
+
+
+def _is_stats(value: Any) -> bool:
+    return isinstance(value, dict) and "p50" in value and "p95" in value
+
+
+def _stats_cell(value: dict[str, Any]) -> str:
+    n = value.get("count", value.get("n"))
+    return f"p50 {_s(value.get('p50'))}, p95 {_s(value.get('p95'))}, max {_s(value.get('max'))}" + (
+        f" (n = {n})" if n is not None else ""
+    )
+
+
+def _rows(prefix: str, value: Any) -> list[list[str]]:
+    if _is_stats(value):
+        return [[f"`{prefix}`", _stats_cell(value)]]
+    if isinstance(value, dict):
+        return [row for k, v in value.items() for row in _rows(f"{prefix}.{k}".strip("."), v)]
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        return [row for i, v in enumerate(value, 1) for row in _rows(f"{prefix}[{i}]", v)]
+    if isinstance(value, list) and len(value) > 8:
+        return [[f"`{prefix}`", f"{len(value)} values (bench/results.json)"]]
+    return [[f"`{prefix}`", _value(value)]]
+
+
+def _is_records(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+
+
+def _records_table(records: list[dict[str, Any]]) -> list[str]:
+    """One row per record (a listener, a run), one column per figure it holds."""
+    flat = [dict(_flat_cells("", r)) for r in records]
+    columns = list(dict.fromkeys(k for row in flat for k in row))
+    rows = [[str(i), *(row.get(c, "—") for c in columns)] for i, row in enumerate(flat, 1)]
+    return _table(["#", *(f"`{c}`" for c in columns)], rows)
+
+
+def _flat_cells(prefix: str, value: Any) -> list[tuple[str, str]]:
+    if _is_stats(value):
+        return [(prefix, _stats_cell(value))]
+    if isinstance(value, dict):
+        return [c for k, v in value.items() for c in _flat_cells(f"{prefix}.{k}".strip("."), v)]
+    return [(prefix, _value(value))]
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "met" if value else "**missed**"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list):
+        return ", ".join(_value(v) for v in value)
+    return str(value)
+
+
+def generic(name: str, data: dict[str, Any]) -> list[str]:
+    """Any section: its description, its headline against its target, then every figure."""
+    skip = {"what", "description", "notes", "measured_at", "machine"}
+    out = [f"## {TITLES.get(name, name.replace('_', ' ').capitalize())}", ""]
+    if text := data.get("what") or data.get("description"):
+        out += [f"What: {text}.", ""]
+    if headline := _headline(name, data):
+        out += [*_table(["figure", "measured", "target", "verdict"], [headline]), ""]
+    body = {k: v for k, v in data.items() if k not in skip and not _is_records(v)}
+    out += _table(["figure", "value"], _rows("", body))
+    for key, records in data.items():
+        if _is_records(records):
+            out += ["", f"`{key}`:", "", *_records_table(records)]
+    notes = data.get("notes")
+    if notes:
+        out += ["", *([notes] if isinstance(notes, str) else [str(n) for n in notes])]
+    return [*out, "", _measured(data)]
+
+
+# -- summary --------------------------------------------------------------------------------
+
+
+def _headline(name: str, data: dict[str, Any]) -> list[str] | None:
+    """[figure, measured, target, verdict] from a section's first stats and its p95 target."""
+    target = data.get("target_p95_s")
+    key = next((k for k, v in data.items() if _is_stats(v)), None)
+    if target is None or key is None:
+        return None
+    title = TITLES.get(name, name).split(" (")[0]
+    met = data.get("met")
+    verdict = _verdict(met if isinstance(met, bool) else None)
+    return [title, f"p95 {_s(data[key].get('p95'))}", f"p95 ≤ {target} s", verdict]
+
+
+def summary(results: dict[str, Any]) -> list[str]:
+    rows: list[list[str]] = []
+    if "edge_latency" in results:
+        d = results["edge_latency"]
+        rows.append(
+            ["Tone onset → part at an LL-HLS client", f"p95 {_s(d['latency_s'].get('p95'))}",
+             f"p95 ≤ {d['target_p95_s']} s", _verdict(d["met"])]
+        )  # fmt: skip
+    for name in ("ear_latency", "join_time"):
+        if name in results and (row := _headline(name, results[name])):
+            rows.append(row)
+    if "cpu" in results:
+        d = results["cpu"]
+        last = d["runs"][-1]
+        n = d["targets"]["speakers"]
+        rows += [
+            [f"Whole server, {n} speakers", f"{_pct(last['server'])} CPU-s/min",
+             f"≤ {d['targets']['server']:.0f} CPU-s/min (50 %)", _verdict(d["met"]["server"])],
+            [f"Decode + mix + encode + package, {n} speakers",
+             f"{_pct(last['media'])} CPU-s/min",
+             f"≤ {d['targets']['media']:.0f} CPU-s/min (10 %)", _verdict(d["met"]["media"])],
+        ]  # fmt: skip
+    if not rows:
+        return []
+    return ["## Summary", "", *_table(["figure", "measured", "target", "verdict"], rows), ""]
+
+
+RENDERERS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
+    "edge_latency": edge_latency,
+    "cpu": cpu,
+}
+ORDER = ("edge_latency", "ear_latency", "join_time", "cpu")
+
+
+def _machine(results: dict[str, Any]) -> str:
+    model = next(
+        (s["cpu_model"] for s in results.values() if isinstance(s, dict) and "cpu_model" in s),
+        "unknown CPU",
+    )
+    for section in results.values():
+        if isinstance(section, dict) and "machine" in section:
+            m = section["machine"]
+            return f"{m.get('cpus', '?')} shared cores ({model}), Python {m.get('python', '?')}"
+    return "unknown"
+
+
+def render(results: dict[str, Any]) -> str:
+    lines = [INTRO.format(machine=_machine(results)), *summary(results)]
+    names = [n for n in ORDER if n in results] + sorted(set(results) - set(ORDER))
+    if not names:
+        lines.append("No results yet: run `make bench`.")
+    for name in names:
+        renderer = RENDERERS.get(name)
+        section = results[name]
+        lines += renderer(section) if renderer else generic(name, section)
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def main() -> Path:
+    PAGE.parent.mkdir(exist_ok=True)
+    PAGE.write_text(render(load()))
+    return PAGE
