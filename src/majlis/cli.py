@@ -82,6 +82,44 @@ def _add_export(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     e.set_defaults(func=_export)
 
 
+def _key(args: argparse.Namespace) -> int:
+    from majlis.trust.keys import KEY_FILE, load_or_create
+
+    data = Path(args.data)
+    data.mkdir(parents=True, exist_ok=True)
+    public = load_or_create(data / KEY_FILE).public
+    print(f"key id:     {public.key_id}")
+    print("algorithm:  Ed25519")
+    print(f"public key: {public.base64}")
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from majlis.trust.verify import UNUSABLE, verify
+
+    code, message = verify(args.target, args.key)
+    print(message, file=sys.stderr if code == UNUSABLE else sys.stdout)
+    return code
+
+
+def _trust_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    k = sub.add_parser("key", help="print the server's public signing key (created if missing)")
+    k.add_argument("--data", default="var", help="data folder (default ./var)")
+    k.set_defaults(func=_key)
+    v = sub.add_parser(
+        "verify",
+        help="prove a replay is unedited: exit 0 intact, 1 tampered, 2 cannot check",
+    )
+    v.add_argument(
+        "target", help="replay URL (page, index.m3u8 or audio.m3u8) or a space's data folder"
+    )
+    v.add_argument(
+        "--key",
+        help="public key file or base64 (default: the server's /.well-known/majlis-signing-key)",
+    )
+    v.set_defaults(func=_verify)
+
+
 def _audience(args: argparse.Namespace) -> int:
     from majlis.storage.events import events_path, export_events, read_events
     from majlis.trust.audience import compute, format_report
@@ -144,6 +182,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     s.set_defaults(func=_serve)
     _add_export(sub)
+    _trust_commands(sub)
     _add_audience(sub)
     return p
 
