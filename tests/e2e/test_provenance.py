@@ -239,7 +239,7 @@ def test_truncated_listing(recorded: Recorded, copy: Path) -> None:
     _write_index(copy, lines[:-2])
     code, out = verify_copy(recorded, copy)
     assert code == 1, out
-    assert f"playlist truncated: ends at segment {n - 3} of {n}" in out
+    assert f"playlist truncated: ends at segment {n - 3} of 0–{n - 1} ({n - 2} of {n} " in out
 
 
 def test_truncated_playlist(recorded: Recorded, copy: Path) -> None:
@@ -256,7 +256,7 @@ def test_truncated_playlist(recorded: Recorded, copy: Path) -> None:
     code, out = verify_copy(recorded, copy)
     assert code == 1, out
     assert "playlist has no EXT-X-ENDLIST" in out
-    assert f"playlist truncated: ends at segment {n - 3} of {n}" in out
+    assert f"playlist truncated: ends at segment {n - 3} of 0–{n - 1} ({n - 2} of {n} " in out
 
 
 def _edit_document(folder: Path, edit: Callable[[dict[str, Any]], None]) -> None:

@@ -140,8 +140,8 @@ def _listing_problems(listed: Sequence[str], signed: Sequence[int]) -> list[str]
         if all(signed.index(m) > last_listed for m in missing):
             ends = f"ends at segment {signed[last_listed]}" if seen else "lists no segment"
             problems.append(
-                f"playlist truncated: {ends} of {len(signed)} "
-                f"(the signed replay ends at segment {signed[-1]})"
+                f"playlist truncated: {ends} of {signed[0]}–{signed[-1]} "
+                f"({len(seen)} of {len(signed)} segments listed)"
             )
         else:
             problems += [f"segment {m} missing from playlist" for m in missing]
