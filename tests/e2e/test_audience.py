@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import sys
@@ -13,6 +14,9 @@ from typing import Any
 
 import aiohttp
 
+from majlis.storage.events import events_path, read_events
+from majlis.trust.audience import Event
+from tests.support.browser import chromium, make_tone_wav
 from tests.support.server import RunningServer
 from tests.support.whip import ToneTrack, publish, unpublish
 
@@ -256,3 +260,49 @@ async def test_metrics_series_are_present_and_well_formed(
         "series of an ended space must go"
     )
     assert value(samples, "majlis_segment_write_seconds_count") >= 1
+
+
+# -- the page's own session -------------------------------------------------------------
+
+
+async def logged(log: Path, kind: str, within: float = 15.0) -> list[Event]:
+    """Poll the event log until an event of ``kind`` is there; returns every event."""
+    deadline = time.monotonic() + within
+    events: list[Event] = []
+    while time.monotonic() < deadline:
+        with contextlib.suppress(FileNotFoundError):
+            events, _ = read_events(log)
+            if any(e.kind == kind for e in events):
+                return events
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no {kind} in the event log after {within} s: {events}")
+
+
+async def test_the_page_opens_a_session_while_playing_and_ends_it_at_pause(
+    server: RunningServer, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    created = server.create_space("Page session")
+    log = events_path(server.data, created["id"])
+    pub = await publish(http, server.base, created["whip_url"], created["host_token"],
+                        ToneTrack(440.0), name="host")  # fmt: skip
+    try:
+        async with chromium(make_tone_wav(tmp_path / "mic.wav")) as browser:
+            page = await browser.new_page()
+            await page.goto(server.base + created["page_url"])
+            await page.click("#play")
+            [start] = [e for e in await logged(log, "session_start") if e.kind != "heartbeat"]
+            assert start.mode.value == "live"
+            assert start.ua == "headless"  # Playwright's Chromium says HeadlessChrome
+            began = await page.evaluate("document.getElementById('player').currentTime")
+            await page.wait_for_function(
+                f"document.getElementById('player').currentTime > {began + 3}", timeout=15_000
+            )
+            await page.click("#play")  # pause: the page ends its session
+            paused_at = time.time()
+            events = await logged(log, "session_end")
+            [end] = [e for e in events if e.kind == "session_end"]
+            assert end.session == start.session
+            # What the player played: more than the 3 s waited for, never more than wall time.
+            assert 2.5 < end.played_s <= paused_at - start.ts + 0.5, (start, end)
+    finally:
+        await unpublish(http, server.base, pub)

@@ -135,6 +135,73 @@
     setTimeout(poll, 1000);
   }
 
+  // ---- audience: one anonymous listener session while playing (docs/metrics.md) ----
+  // Counting takes these few requests of their own; the media URLs stay the same for
+  // everyone, so caches keep sharing them. Only seconds of audio actually played count.
+  const listening = { id: null, mode: null, played: 0, last: null, timer: null, starting: false };
+  const listenUrl = () => `${base}sessions/${listening.id}/heartbeat`;
+  function countPlayed() {
+    const t = player.currentTime;
+    // timeupdate comes about four times a second: a longer step is a seek, not listening.
+    if (listening.last !== null && t - listening.last > 0 && t - listening.last < 1) {
+      listening.played += t - listening.last;
+    }
+    listening.last = t;
+  }
+  function takePlayed() {
+    countPlayed();
+    const p = listening.played;
+    listening.played = 0;
+    return Math.round(p * 1000) / 1000;
+  }
+  async function startListening() {
+    if (listening.id || listening.starting) return;
+    listening.starting = true;
+    listening.mode = lastStatus === "ended" ? "replay" : "live";
+    listening.played = 0;
+    listening.last = player.currentTime;
+    try {
+      const r = await fetch(base + "sessions", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ mode: listening.mode }),
+      });
+      if (r.status === 201) {
+        const s = await r.json();
+        listening.id = s.session;
+        listening.timer = setInterval(beat, s.heartbeat_s * 1000);
+      }
+    } catch (e) { /* not counted this time; playback is unaffected */ }
+    listening.starting = false;
+  }
+  async function beat() {
+    if (!listening.id) return;
+    const body = JSON.stringify({ mode: listening.mode, played_s: takePlayed() });
+    try {
+      const r = await fetch(listenUrl(), {
+        method: "POST", headers: { "Content-Type": "application/json" }, body,
+      });
+      if (r.status === 404) { // expired (a long-throttled tab): start afresh
+        stopListening(false);
+        if (!player.paused) startListening();
+      }
+    } catch (e) { /* the next beat carries on */ }
+  }
+  function stopListening(send) {
+    if (listening.timer) clearInterval(listening.timer);
+    if (listening.id && send) {
+      const body = JSON.stringify({ mode: listening.mode, played_s: takePlayed(), ended: true });
+      // sendBeacon survives the page going away; it posts text/plain, which the server takes.
+      if (!navigator.sendBeacon(listenUrl(), body)) fetch(listenUrl(), { method: "POST", body, keepalive: true });
+    }
+    listening.id = null;
+    listening.timer = null;
+  }
+  player.addEventListener("playing", startListening);
+  player.addEventListener("timeupdate", () => { if (listening.id || listening.starting) countPlayed(); });
+  player.addEventListener("pause", () => stopListening(true));
+  window.addEventListener("pagehide", () => stopListening(true));
+
   // ---- speaker ----
   let pc = null, stream = null, sessionUrl = null, meterTimer = null;
   const speakerStatus = (text) => { $("speaker-status").textContent = text; };
