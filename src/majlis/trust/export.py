@@ -213,15 +213,17 @@ def build_manifest(
         "digitalSourceType": SOURCE_TYPE,
     }
     published: dict[str, Any] = {"action": "c2pa.published", "softwareAgent": agent}
-    if (started := _when(space.started_at)) is not None:
+    started, ended = _when(space.started_at), _when(space.ended_at)
+    if started is not None:
         created["when"] = started
-    if (ended := _when(space.ended_at)) is not None:
+    if ended is not None:
         published["when"] = ended
     record = {
         "space_id": space.id,
         "title": space.title,
-        "started_at": space.started_at,
-        "ended_at": space.ended_at,
+        # ISO 8601 strings, not epoch floats: C2PA readers print numbers with fewer digits.
+        "started_at": started,
+        "ended_at": ended,
         "segments": len(msns),
         "first_segment": msns[0],
         "last_segment": msns[-1],
