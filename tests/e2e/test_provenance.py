@@ -21,8 +21,10 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from majlis.trust.keys import SigningKey
+from tests.support.audio import decode_mp4, tone_power
 from tests.support.server import RunningServer, majlis_server, stop
 from tests.support.whip import ToneTrack, publish
 
@@ -373,3 +375,111 @@ async def test_chain_continues_across_a_restart(tmp_path: Path) -> None:
         assert final["segments"][: len(restored["segments"])] == restored["segments"]
         code, out = await asyncio.to_thread(majlis, "verify", second.base + space["page_url"])
         assert code == 0, out
+
+
+# -- clips -------------------------------------------------------------------------------------
+
+
+def _post(url: str, body: object) -> tuple[int, dict[str, Any]]:
+    async def go() -> tuple[int, dict[str, Any]]:
+        async with aiohttp.ClientSession() as http, http.post(url, json=body) as resp:
+            return resp.status, await resp.json()
+
+    return asyncio.run(go())
+
+
+def test_clip_is_an_exact_excerpt_and_plays(recorded: Recorded) -> None:
+    url = recorded.url(f"/api/spaces/{recorded.space['id']}/clips")
+    status, made = _post(url, {"from": 1.2, "to": 3.1})
+    assert status == 201, made
+    # Whole segments: 1.2 s falls in segment 1 (1.067–2.133 s), 3.1 s in segment 2.
+    assert (made["first_msn"], made["last_msn"], made["segments"]) == (1, 2, 2)
+    assert made["from"] == pytest.approx(1.0666667) and made["to"] == pytest.approx(3.2)
+    code, out = majlis("verify", recorded.url(made["playlist_url"]))
+    assert code == 0, out
+    assert out.startswith("INTACT: clip of segments 1–2 (2 segments, 2.1 s) is an exact excerpt")
+    assert f"signed by key {recorded.final['key_id']}" in out
+
+    async def media() -> bytes:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(recorded.url(made["playlist_url"])) as resp:
+                assert resp.headers["Cache-Control"] == "public, max-age=86400"
+                uris = [ln for ln in (await resp.text()).splitlines() if ln.startswith("/live/")]
+            assert uris == [f"/live/{recorded.space['id']}/s/{n}.m4s" for n in (1, 2)]
+            init = await (
+                await http.get(recorded.url(f"/live/{recorded.space['id']}/init.mp4"))
+            ).read()
+            return init + b"".join([await (await http.get(recorded.url(u))).read() for u in uris])
+
+    samples = decode_mp4(asyncio.run(media()))
+    assert samples.size > 48_000 * 1.8
+    assert tone_power(samples, 440.0) > 0.3
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        ({"from": 2, "to": 1}, 400, "0 <= from < to"),
+        ({"from": "0", "to": 1}, 400, "'from' is required and must be a number"),
+        ({"from": 1e9, "to": 2e9}, 400, "'from' is past the end of the replay"),
+    ],
+)
+def test_bad_clip_requests(recorded: Recorded, body: object, status: int, message: str) -> None:
+    got, answer = _post(recorded.url(f"/api/spaces/{recorded.space['id']}/clips"), body)
+    assert got == status and message in answer["detail"], answer
+
+
+def test_clip_of_a_live_space_is_refused(server: RunningServer) -> None:
+    space = server.create_space("Not ended")
+    got, answer = _post(server.base + f"/api/spaces/{space['id']}/clips", {"from": 0, "to": 1})
+    assert got == 409 and "ended replays" in answer["detail"], answer
+
+
+async def _altering_proxy(upstream: str, alter: str) -> tuple[web.AppRunner, str]:
+    """An HTTP cache in front of the server that changes one byte of one file."""
+
+    async def forward(request: web.Request) -> web.Response:
+        async with aiohttp.ClientSession() as http, http.get(upstream + request.path_qs) as resp:
+            body, status, ctype = await resp.read(), resp.status, resp.content_type
+        if request.path.endswith(alter):
+            changed = bytearray(body)
+            changed[len(changed) // 2] ^= 0x01
+            body = bytes(changed)
+        return web.Response(body=body, status=status, content_type=ctype)
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", forward)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
+
+
+async def test_clip_with_one_altered_segment_fails(recorded: Recorded) -> None:
+    runner, base = await _altering_proxy(recorded.server.base, "/s/2.m4s")
+    try:
+        clip_url = f"{base}/clips/{recorded.space['id']}.1-3/audio.m3u8"
+        code, out = await asyncio.to_thread(majlis, "verify", clip_url, "--key", recorded.key_b64)
+        assert code == 1, out
+        assert "segment 2 (s/2.m4s): content changed (sha256 " in out
+        # The same edge altering the whole replay is caught the same way.
+        code, out = await asyncio.to_thread(majlis, "verify", base + recorded.space["page_url"])
+        assert code == 1, out
+        assert "segment 2 (s/2.m4s): content changed (sha256 " in out
+        # Through an honest path the clip verifies.
+        code, out = await asyncio.to_thread(
+            majlis, "verify", recorded.url(f"/clips/{recorded.space['id']}.1-3")
+        )
+        assert code == 0, out
+    finally:
+        await runner.cleanup()
+
+
+def test_clip_outside_the_replay_is_not_found(recorded: Recorded) -> None:
+    async def status() -> int:
+        url = recorded.url(f"/clips/{recorded.space['id']}.1-999/clip.json")
+        async with aiohttp.ClientSession() as http, http.get(url) as resp:
+            return resp.status
+
+    assert asyncio.run(status()) == 404

@@ -167,6 +167,7 @@ class ProvenanceLog:
         self.chain: Chain | None = None
         self.sealed: bytes | None = None  # provenance.json as published, once signed
         self._sealing = False
+        self._sealed_document: dict[str, Any] | None = None
 
     def claim_seal(self) -> bool:
         """True for the one caller that signs the ended recording (ends can race)."""
@@ -180,6 +181,14 @@ class ProvenanceLog:
         # chain that has no segment yet.
         if self.chain is None or not self.chain.links:
             self.chain = Chain(self.space_id, sha256(init))
+
+    def sealed_document(self) -> dict[str, Any] | None:
+        """The signed document as an object (parsed once: clips read it on every request)."""
+        if self.sealed is None:
+            return None
+        if self._sealed_document is None:
+            self._sealed_document = json.loads(self.sealed)
+        return self._sealed_document
 
     def add(self, msn: int, segment_sha256: bytes, duration: float) -> None:
         if self.chain is None:

@@ -46,6 +46,9 @@ class Replay:
     key: PublicKey
     segments: dict[str, bytes] = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)  # uri -> why it has no bytes
+    # A clip: the segment range it claims (first, last) and the hashes its clip.json states.
+    excerpt: tuple[int, int] | None = None
+    claims: dict[int, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,11 +90,42 @@ def check(replay: Replay) -> Verdict:
             f"init segment (init.mp4): content changed (sha256 {_short(actual)} != "
             f"{_short(doc.init_sha256)})"
         )
-    problems += _listing_problems(replay.listed, [s.msn for s in doc.links])
+    expected = [s.msn for s in doc.links]
+    if replay.excerpt is not None:
+        problems += _excerpt_problems(replay, doc)
+        first, last = replay.excerpt
+        expected = [m for m in expected if first <= m <= last]
+    problems += _listing_problems(replay.listed, expected)
     problems += _content_problems(replay, doc)
+    return Verdict(tuple(problems), _summary(replay, doc, expected))
+
+
+def _summary(replay: Replay, doc: provenance.Parsed, expected: Sequence[int]) -> str:
+    signed_by = f"signed by key {doc.key_id}"
     seconds = sum(s.duration for s in doc.links)
-    summary = f"{len(doc.links)} segments, {seconds:.1f} s, signed by key {doc.key_id}"
-    return Verdict(tuple(problems), summary)
+    whole = f"{len(doc.links)} segments, {seconds:.1f} s"
+    if replay.excerpt is None:
+        return f"{whole}, {signed_by}"
+    chosen = set(expected)
+    clip_seconds = sum(s.duration for s in doc.links if s.msn in chosen)
+    first, last = replay.excerpt
+    return (
+        f"clip of segments {first}–{last} ({len(chosen)} segments, {clip_seconds:.1f} s) is an "
+        f"exact excerpt of the replay of space {doc.space_id} ({whole}), {signed_by}"
+    )
+
+
+def _excerpt_problems(replay: Replay, doc: provenance.Parsed) -> list[str]:
+    assert replay.excerpt is not None
+    first, last = replay.excerpt
+    by_msn = {s.msn: s for s in doc.links}
+    if first not in by_msn or last not in by_msn or first > last:
+        return [f"clip claims segments {first}–{last}, which the signed replay does not have"]
+    return [
+        f"clip.json: segment {msn}'s sha256 is not the signed one"
+        for msn, claimed in sorted(replay.claims.items())
+        if msn not in by_msn or by_msn[msn].sha256.hex() != claimed
+    ]
 
 
 def _signature_problems(replay: Replay, doc: provenance.Parsed) -> list[str]:
@@ -359,38 +393,107 @@ async def _playlist(fetch: _Fetcher, url: str) -> tuple[str, str]:
     raise Unusable(f"{url}: a multivariant playlist points to another multivariant playlist")
 
 
+_CLIP = re.compile(r"^/clips/([A-Za-z0-9_.-]{1,64})(?:/|/audio\.m3u8|/clip\.json)?$")
+
+
 async def _fetch_url(url: str, key: PublicKey | None) -> Replay:
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=TIMEOUT_S, sock_read=TIMEOUT_S)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         fetch = _Fetcher(session)
+        parts = urlsplit(url)
+        if m := _CLIP.match(parts.path):
+            return await _fetch_clip(fetch, f"{parts.scheme}://{parts.netloc}/clips/{m[1]}/", key)
         playlist_url, text = await _playlist(fetch, url)
         listed, ended, init_uri = parse_media_playlist(text)
-        raw_doc = await fetch.get(
-            urljoin(playlist_url, provenance.FILE_NAME), MAX_DOCUMENT_BYTES, missing_ok=True
-        )
-        if raw_doc is None:
-            raise Unusable(f"no provenance.json next to {playlist_url}: not a Majlis replay")
-        init = await fetch.get(
-            urljoin(playlist_url, init_uri or provenance.INIT_URI), MAX_MEDIA_BYTES, missing_ok=True
-        )
-        replay = Replay(
+        urls = {uri: urljoin(playlist_url, uri) for uri in listed}
+        return await _assemble(
+            fetch,
+            provenance_url=urljoin(playlist_url, provenance.FILE_NAME),
+            init_url=urljoin(playlist_url, init_uri or provenance.INIT_URI),
             listed=listed,
+            urls=urls,
             ended=ended,
-            init=init,
-            document=_json(raw_doc, "provenance.json"),
-            key=key or await _well_known_key(fetch, playlist_url),
+            key=key,
         )
-        bodies = await asyncio.gather(
-            *(
-                fetch.get(urljoin(playlist_url, uri), MAX_MEDIA_BYTES, missing_ok=True)
-                for uri in listed
-            )
-        )
-    for uri, body in zip(listed, bodies, strict=True):
+
+
+async def _assemble(
+    fetch: _Fetcher,
+    *,
+    provenance_url: str,
+    init_url: str,
+    listed: list[str],
+    urls: dict[str, str],
+    ended: bool,
+    key: PublicKey | None,
+) -> Replay:
+    raw_doc = await fetch.get(provenance_url, MAX_DOCUMENT_BYTES, missing_ok=True)
+    if raw_doc is None:
+        raise Unusable(f"no provenance document at {provenance_url}: not a Majlis replay")
+    replay = Replay(
+        listed=listed,
+        ended=ended,
+        init=await fetch.get(init_url, MAX_MEDIA_BYTES, missing_ok=True),
+        document=_json(raw_doc, "provenance.json"),
+        key=key or await _well_known_key(fetch, provenance_url),
+    )
+    unique = list(dict.fromkeys(listed))
+    bodies = await asyncio.gather(
+        *(fetch.get(urls[uri], MAX_MEDIA_BYTES, missing_ok=True) for uri in unique)
+    )
+    for uri, body in zip(unique, bodies, strict=True):
         if body is None:
             replay.unavailable[uri] = "not served (HTTP 404)"
         else:
             replay.segments[uri] = body
+    return replay
+
+
+def _clip_claims(raw: object) -> tuple[str, tuple[int, int], dict[int, str]]:
+    """(source provenance URL, segment range, stated hashes) of a clip.json."""
+    wrong = Unusable("clip.json is not a Majlis clip document")
+    if not isinstance(raw, dict):
+        raise wrong
+    try:
+        source = raw["source"]["provenance"]
+        first, last = raw["first_msn"], raw["last_msn"]
+        claims = {int(s["msn"]): str(s["sha256"]) for s in raw["segments"]}
+    except (KeyError, TypeError, ValueError):
+        raise wrong from None
+    if not (isinstance(source, str) and isinstance(first, int) and isinstance(last, int)):
+        raise wrong
+    return source, (first, last), claims
+
+
+async def _fetch_clip(fetch: _Fetcher, base: str, key: PublicKey | None) -> Replay:
+    clip_url = urljoin(base, "clip.json")
+    body = await fetch.get(clip_url, MAX_DOCUMENT_BYTES)
+    assert body is not None
+    source, excerpt, claims = _clip_claims(_json(body, "clip.json"))
+    provenance_url = urljoin(clip_url, source)
+    playlist_url = urljoin(base, "audio.m3u8")
+    text = await fetch.get(playlist_url, MAX_PLAYLIST_BYTES)
+    assert text is not None
+    listed_raw, ended, init_uri = parse_media_playlist(text.decode("utf-8", "replace"))
+    # The clip lists the source's own segment URLs: name them as the source document does.
+    segment_base = urljoin(provenance_url, "s/")
+    listed: list[str] = []
+    urls: dict[str, str] = {}
+    for uri in listed_raw:
+        absolute = urljoin(playlist_url, uri)
+        name = "s/" + absolute[len(segment_base) :] if absolute.startswith(segment_base) else uri
+        listed.append(name)
+        urls[name] = absolute
+    replay = await _assemble(
+        fetch,
+        provenance_url=provenance_url,
+        init_url=urljoin(playlist_url, init_uri or urljoin(provenance_url, provenance.INIT_URI)),
+        listed=listed,
+        urls=urls,
+        ended=ended,
+        key=key,
+    )
+    replay.excerpt, replay.claims = excerpt, claims
     return replay
 
 
