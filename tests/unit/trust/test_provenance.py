@@ -10,10 +10,11 @@ import pytest
 
 from majlis.packaging.playlist import SegmentEntry
 from majlis.storage.recording import Recording
-from majlis.trust import provenance
+from majlis.trust import clip, provenance
 from majlis.trust.chain import Chain, sha256
 from majlis.trust.keys import SigningKey, key_id, load_or_create
 
+KEY_A = SigningKey.generate()
 FACTS = provenance.SpaceFacts("sp-1", "عنوان the title", 1_700_000_000.25, 1_700_000_060.5)
 
 
@@ -123,3 +124,58 @@ def test_a_restart_keeps_the_chain_and_ignores_the_new_init() -> None:
     log.start(b"init again")
     assert log.chain is not None and log.chain.init_sha256 == sha256(b"init")
     assert log.claim_seal() and not log.claim_seal()
+
+
+# -- clips -------------------------------------------------------------------------------
+
+
+def _source(n: int = 5) -> list[clip.SourceSegment]:
+    return [clip.SourceSegment(m, f"{m:064x}", 1.0, discontinuity=m == 3) for m in range(n)]
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "first", "last"),
+    [(0, 1, 0, 0), (0.5, 1.5, 0, 1), (1.0, 2.0, 1, 1), (3.99, 100, 3, 4), (0, 5, 0, 4)],
+)
+def test_clip_takes_every_segment_overlapping_the_range(
+    start: float, end: float, first: int, last: int
+) -> None:
+    cut = clip.select("sp", _source(), start, end)
+    assert (cut.first, cut.last) == (first, last)
+    assert clip.parse_clip_id(cut.clip_id) == cut
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "message"),
+    [(1, 1, "0 <= from < to"), (-1, 1, "0 <= from < to"), (5, 6, "past the end of the replay")],
+)
+def test_clip_ranges_refused(start: float, end: float, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        clip.select("sp", _source(), start, end)
+    with pytest.raises(ValueError, match="not a clip id"):
+        clip.parse_clip_id("sp.4-2")
+
+
+def test_clip_playlist_lists_the_source_urls_and_its_discontinuity() -> None:
+    text = clip.playlist(clip.ClipRange("sp", 2, 4), _source())
+    assert text.splitlines()[-8:] == [
+        "#EXTINF:1.00000,",
+        "/live/sp/s/2.m4s",
+        "#EXT-X-DISCONTINUITY",
+        "#EXTINF:1.00000,",
+        "/live/sp/s/3.m4s",
+        "#EXTINF:1.00000,",
+        "/live/sp/s/4.m4s",
+        "#EXT-X-ENDLIST",
+    ]
+    assert '#EXT-X-MAP:URI="/live/sp/init.mp4"' in text
+    with pytest.raises(ValueError, match="not in the replay"):
+        clip.playlist(clip.ClipRange("sp", 3, 9), _source())
+
+
+def test_clip_document_states_the_signed_hashes() -> None:
+    source = provenance.sign(provenance.build(FACTS, _chain(3), ended=True, key_id=""), KEY_A)
+    doc = clip.document(clip.ClipRange("sp-1", 1, 2), source)
+    assert [s["sha256"] for s in doc["segments"]] == [s["sha256"] for s in source["segments"][1:]]
+    assert doc["from"] == pytest.approx(1.0666667) and doc["to"] == pytest.approx(3.2)
+    assert doc["source"]["chain_head"] == source["chain_head"]
