@@ -19,7 +19,7 @@ import pytest
 import pytest_asyncio
 from aiortc import RTCConfiguration, RTCPeerConnection
 
-from majlis.http import api, ops, pages
+from majlis.http import api, audience, ops, pages
 from majlis.http import live as live_routes
 from majlis.http import whip as whip_routes
 from majlis.ingest.ice import configure_ice
@@ -429,9 +429,10 @@ async def test_openapi_document_names_exactly_the_routes(live: Live) -> None:
         for method in item
         if method != "parameters"
     }
+    tables = (api.routes, audience.routes, live_routes.routes, ops.routes, pages.routes)
     served = {
         (route.method, re.sub(r"\{(\w+):[^}]+\}", r"{\1}", route.path))
-        for table in (api.routes, live_routes.routes, ops.routes, pages.routes, whip_routes.routes)
+        for table in (*tables, whip_routes.routes)
         for route in table
     }
     # The CORS middleware answers OPTIONS on every /api/ path.
