@@ -381,3 +381,27 @@ async def test_a_replay_across_a_server_restart_exports_whole(pki: Pki, tmp_path
     assert float(np.abs(resumed - after).max()) < 1e-3
     assert tone_power(before[RATE // 2 :], 440.0) > 0.5
     assert tone_power(resumed[: -RATE // 4], 880.0) > 0.5
+
+
+def test_an_edited_recording_is_not_exported(recorded: Recorded, tmp_path: Path) -> None:
+    """The export vouches for the signed replay: it refuses a recording that differs from it."""
+    data = tmp_path / "data"
+    shutil.copytree(recorded.data, data)
+    folder = data / "spaces" / recorded.space["id"]
+    if not (folder / "provenance.json").exists():
+        pytest.skip("this server build writes no provenance.json")
+    out = tmp_path / "x.m4a"
+    segment = folder / "s" / "1.m4s"
+    original = segment.read_bytes()
+    changed = bytearray(original)
+    changed[-10] ^= 0x01  # inside the last mdat: still decodes, but not what was signed
+    segment.write_bytes(bytes(changed))
+    _refused(
+        export(data, recorded.space["id"], out, "--no-sign"), r"segment 1 differs from its hash"
+    )
+    segment.write_bytes(original)
+    assert export(data, recorded.space["id"], out, "--no-sign").returncode == 0
+    out.unlink()
+    segment.unlink()
+    _refused(export(data, recorded.space["id"], out, "--no-sign"), r"segment 1 is missing from")
+    assert not out.exists()

@@ -114,8 +114,16 @@ def read_space(data: Path, space_id: str) -> SpaceInfo:
     return space
 
 
-def read_provenance(folder: Path) -> dict[str, Any] | None:
-    """What the export records of the replay's signed ``provenance.json``, if there is one."""
+@dataclass(frozen=True, slots=True)
+class Provenance:
+    """The replay's ``provenance.json``: what the manifest records, and the hashes it lists."""
+
+    record: dict[str, Any]
+    init_sha256: str | None
+    segments: dict[int, str] | None  # msn → hex SHA-256
+
+
+def read_provenance(folder: Path) -> Provenance | None:
     path = folder / "provenance.json"
     if not path.is_file():
         return None
@@ -127,8 +135,49 @@ def read_provenance(folder: Path) -> dict[str, Any] | None:
     if not isinstance(document, dict):
         raise ExportError(f"{path} is not a JSON object; refusing to vouch for it")
     # The file's own hash lets anyone match the export to the exact document published.
-    found = {k: document.get(k) for k in PROVENANCE_FIELDS}
-    return {"document": "provenance.json", "sha256": hashlib.sha256(raw).hexdigest(), **found}
+    record = {
+        "document": path.name,
+        "sha256": hashlib.sha256(raw).hexdigest(),
+        **{k: document.get(k) for k in PROVENANCE_FIELDS},
+    }
+    init = document.get("init")
+    init_sha = init.get("sha256") if isinstance(init, dict) else None
+    listed = document.get("segments")
+    segments = None
+    if isinstance(listed, list):
+        segments = {
+            s["msn"]: s["sha256"]
+            for s in listed
+            if isinstance(s, dict) and isinstance(s.get("msn"), int) and "sha256" in s
+        }
+    return Provenance(record, init_sha if isinstance(init_sha, str) else None, segments)
+
+
+def check_complete(recording: Recording, msns: list[int], provenance: Provenance | None) -> None:
+    """Refuse a recording with a segment missing, or one that differs from its provenance."""
+    for expected, msn in enumerate(msns):
+        if msn != expected:
+            raise ExportError(f"segment {expected} is missing from {recording.segment_dir}")
+    if provenance is None:
+        return
+    init = provenance.init_sha256
+    if init is not None and _sha256(recording.init_path) != init:
+        raise ExportError("init.mp4 differs from the hash in provenance.json")
+    if provenance.segments is None:
+        return
+    if sorted(provenance.segments) != msns:
+        raise ExportError(
+            f"provenance.json lists {len(provenance.segments)} segments, the recording has "
+            f"{len(msns)}: run `majlis verify` on the replay"
+        )
+    for msn in msns:
+        if _sha256(recording.segment_path(msn)) != provenance.segments[msn]:
+            raise ExportError(f"segment {msn} differs from its hash in provenance.json")
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 class _Concatenated(io.RawIOBase):
@@ -165,6 +214,13 @@ class _Concatenated(io.RawIOBase):
 
 def remux(recording: Recording, msns: list[int], out: Path, progress: Progress) -> Remuxed:
     """Copy every AAC frame of the recording into a plain M4A at ``out``, in order."""
+    try:
+        return _remux(recording, msns, out, progress)
+    except (av.error.FFmpegError, IndexError) as exc:
+        raise ExportError(f"cannot read the recording in {recording.folder}: {exc}") from None
+
+
+def _remux(recording: Recording, msns: list[int], out: Path, progress: Progress) -> Remuxed:
     paths = [recording.init_path, *(recording.segment_path(m) for m in msns)]
     total = sum(p.stat().st_size for p in paths)
     source = _Concatenated(paths)
@@ -203,7 +259,7 @@ def build_manifest(
     msns: list[int],
     discontinuities: int,
     remuxed: Remuxed,
-    provenance: dict[str, Any] | None,
+    provenance: Provenance | None,
 ) -> dict[str, Any]:
     """The C2PA manifest definition: who made the file, from what, and the replay's evidence."""
     agent = {"name": "Majlis", "version": __version__}
@@ -231,7 +287,7 @@ def build_manifest(
         "duration": round(remuxed.duration, 6),
         "audio_frames": remuxed.packets,
         "sample_rate": remuxed.sample_rate,
-        "replay_provenance": provenance,
+        "replay_provenance": provenance.record if provenance is not None else None,
     }
     return {
         "claim_generator_info": [agent],
@@ -309,6 +365,7 @@ def export_space(
         raise ExportError(f"no folder {out.parent} to write {out.name} into")
     provenance = read_provenance(folder)
     msns = [e.msn for e in entries]
+    check_complete(recording, msns, provenance)
     discontinuities = sum(e.discontinuity for e in entries)
     with (
         _temporary(out.with_name(f".{out.name}.remux")) as plain,
