@@ -8,7 +8,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 LEAF_NAME = "Majlis test signer"
@@ -49,7 +49,11 @@ def _pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
-def make_pki(folder: Path) -> Pki:
+LeafKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
+
+
+def make_pki(folder: Path, key: LeafKey | None = None) -> Pki:
+    """Write a CA and a leaf it signed (an ES256 one unless ``key`` says otherwise)."""
     now = dt.datetime.now(dt.UTC)
     valid = (now - dt.timedelta(days=1), now + dt.timedelta(days=7))
     ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -66,7 +70,7 @@ def make_pki(folder: Path) -> Pki:
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
         .sign(ca_key, hashes.SHA256())
     )
-    key = ec.generate_private_key(ec.SECP256R1())
+    key = key or ec.generate_private_key(ec.SECP256R1())
     leaf = (
         x509.CertificateBuilder()
         .subject_name(_name(LEAF_NAME))
