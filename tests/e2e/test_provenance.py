@@ -483,3 +483,44 @@ def test_clip_outside_the_replay_is_not_found(recorded: Recorded) -> None:
             return resp.status
 
     assert asyncio.run(status()) == 404
+
+
+async def _foreign_server() -> tuple[web.AppRunner, str]:
+    """Another HLS origin: a valid playlist without provenance, and an endless playlist."""
+
+    async def playlist(request: web.Request) -> web.Response:
+        text = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\na.ts\n#EXT-X-ENDLIST\n"
+        return web.Response(text=text, content_type="application/vnd.apple.mpegurl")
+
+    async def huge(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()  # chunked: no Content-Length to refuse it early
+        await response.prepare(request)
+        try:
+            await response.write(b"#EXTM3U\n")
+            for _ in range(10 * 1024):  # 10 MiB of comments
+                await response.write(b"#" * 1024)
+            await response.write_eof()
+        except ConnectionResetError:
+            pass  # the verifier hung up at its limit, as it should
+        return response
+
+    app = web.Application()
+    app.router.add_get("/other/audio.m3u8", playlist)
+    app.router.add_get("/huge.m3u8", huge)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
+
+
+async def test_another_servers_playlist_and_a_huge_file_exit_2() -> None:
+    runner, base = await _foreign_server()
+    try:
+        code, out = await asyncio.to_thread(majlis, "verify", base + "/other/audio.m3u8")
+        assert code == 2, out
+        assert "no provenance document at" in out and "not a Majlis replay" in out
+        code, out = await asyncio.to_thread(majlis, "verify", base + "/huge.m3u8")
+        assert code == 2, out
+        assert "is larger than 8388608 bytes" in out and "Traceback" not in out
+    finally:
+        await runner.cleanup()

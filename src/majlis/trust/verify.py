@@ -364,10 +364,16 @@ class _Fetcher:
                 raise Unusable(f"{url}: HTTP {resp.status}")
             if (resp.content_length or 0) > limit:
                 raise Unusable(f"{url} is larger than {limit} bytes: not part of a Majlis replay")
-            body = await resp.content.read(limit + 1)
+            # read(n) returns what has arrived, up to n bytes: loop to EOF or past the limit.
+            body = bytearray()
+            while len(body) <= limit:
+                chunk = await resp.content.read(limit + 1 - len(body))
+                if not chunk:
+                    break
+                body += chunk
             if len(body) > limit:
                 raise Unusable(f"{url} is larger than {limit} bytes: not part of a Majlis replay")
-            return body
+            return bytes(body)
 
 
 async def _playlist(fetch: _Fetcher, url: str) -> tuple[str, str]:
