@@ -86,6 +86,7 @@ class ExportResult:
 
 
 def _valid_space_id(space_id: str) -> bool:
+    # The registry's rule (trust may not import rooms): it also keeps paths inside the folder.
     return 0 < len(space_id) <= 32 and all(c.isalnum() or c in "-_" for c in space_id)
 
 
