@@ -194,7 +194,7 @@ async def start_session(request: web.Request) -> web.Response:
     )
 
 
-def _open(service: AudienceService, space: Space, sid: str, now: float) -> LiveSession:
+def _open(space: Space, sid: str, now: float) -> LiveSession:
     live = space.listeners.get(sid, now)
     if live is None:
         raise NotFound("no such listener session (it ended or expired): start a new one")
@@ -207,7 +207,7 @@ async def heartbeat(request: web.Request) -> web.Response:
     body = await _body(request)
     now = service.app.clock.wall()
     sid = request.match_info["session"]
-    live = _open(service, space, sid, now)
+    live = _open(space, sid, now)
     if _mode(body, live.mode) is not live.mode:
         raise Conflict("a session keeps the mode it started with: start a new session")
     played = _played(body)
@@ -228,7 +228,7 @@ async def end_session(request: web.Request) -> web.Response:
     service, space = _context(request)
     now = service.app.clock.wall()
     sid = request.match_info["session"]
-    live = _open(service, space, sid, now)
+    live = _open(space, sid, now)
     space.listeners.end(sid)
     service.record(space, "session_end", sid, live, 0.0)
     return web.Response(status=204, headers=NO_STORE)
