@@ -95,9 +95,10 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 def export(
     data: Path, space_id: str, out: Path, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "majlis.cli", "export", space_id, str(out), "--data", str(data)]
+    cmd = [sys.executable, "-m", "majlis.cli", "export", "--data", str(data), *args]
+    # Space ids may start with "-": "--" ends the options, as an operator would type it.
     return subprocess.run(
-        [*cmd, *args],
+        [*cmd, "--", space_id, str(out)],
         capture_output=True,
         text=True,
         timeout=60,
