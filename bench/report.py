@@ -301,7 +301,9 @@ def _profile(profile: dict[str, Any]) -> list[str]:
         "in a lock or epoll left out), raw stacks in "
         f"`{profile['file']}` (flamegraph / speedscope input).",
         "",
-        f"- By thread: {threads}.",
+        f"- By thread: {threads}. (py-spy cannot tell every waiting thread from a working "
+        "one here; the CPU table above, from the kernel's per-thread counters, is the "
+        "split to trust. The profile shows what runs inside each thread.)",
         f"- By code that was running (innermost frame's package): {areas}.",
         *_by_thread(profile.get("by_thread", {})),
         "",
