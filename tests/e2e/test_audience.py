@@ -110,8 +110,13 @@ async def test_sessions_heartbeats_limits_and_the_audience_command(
     async with http.delete(f"{server.base}/live/{space}/sessions/{bot}") as resp:
         assert resp.status == 404
 
-    # 3 starts + 3 heartbeats + 2 ends.
+    # A flood of heartbeats for made-up sessions creates nothing and is logged nowhere.
+    fakes = [await beat(http, server, space, f"fake{i}", json={"played_s": 30}) for i in range(50)]
+    assert fakes == [404] * 50
+
+    # 3 starts + 3 heartbeats + 2 ends, nothing else.
     report = await audience_json(server, space, 8)
+    assert report["events"] == 8
     assert report["sessions"] == 3
     assert report["filtered"] == {"user_agent": 1, "min_listen": 1}
     assert report["counted_sessions"] == 1
