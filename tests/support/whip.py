@@ -20,22 +20,23 @@ FRAME = 960
 
 
 class ToneTrack(AudioStreamTrack):
-    """A sine tone paced in real time; ``on`` switches it, ``onsets`` records when."""
+    """A sine tone paced in real time; ``switch`` turns it on and off, ``onsets`` records when."""
 
     def __init__(self, freq: float, amplitude: float = 0.3, on: bool = True) -> None:
         super().__init__()
         self.freq = freq
         self.amplitude = amplitude
-        self.on = on
+        # Not `on`: that name is the event-emitter method aiortc's tracks inherit.
+        self.enabled = on
         self.onsets: list[float] = []  # perf_counter() when a frame with the tone first left
         self._pending_onset = on
         self._sample = 0
         self._start: float | None = None
 
     def switch(self, on: bool) -> None:
-        if on and not self.on:
+        if on and not self.enabled:
             self._pending_onset = True
-        self.on = on
+        self.enabled = on
 
     async def recv(self) -> av.AudioFrame:
         if self._start is None:
@@ -45,8 +46,10 @@ class ToneTrack(AudioStreamTrack):
         if delay > 0:
             await asyncio.sleep(delay)
         t = (np.arange(FRAME) + self._sample) / RATE
-        wave = self.amplitude * np.sin(2 * np.pi * self.freq * t) if self.on else np.zeros(FRAME)
-        if self.on and self._pending_onset:
+        wave = (
+            self.amplitude * np.sin(2 * np.pi * self.freq * t) if self.enabled else np.zeros(FRAME)
+        )
+        if self.enabled and self._pending_onset:
             self.onsets.append(time.perf_counter())
             self._pending_onset = False
         pcm = (wave * 32767).astype(np.int16).reshape(1, -1)

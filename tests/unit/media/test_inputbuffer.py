@@ -88,7 +88,7 @@ def test_pull_across_uneven_chunks_keeps_order() -> None:
 
 
 def test_quiet_tick_dropped_only_while_deeper_than_high() -> None:
-    policy = DepthPolicy()
+    policy = DepthPolicy(target=2 * TICK_SAMPLES, high=5 * TICK_SAMPLES, limit=20 * TICK_SAMPLES)
     buf = InputBuffer(policy)
     for _ in range(8):
         buf.push(silence())
