@@ -33,14 +33,13 @@ async def provenance_document(request: web.Request) -> web.Response:
     app: App = request.app["majlis"]
     space = app.spaces.get(request.match_info["space_id"])
     log = space.provenance
+    facts = provenance.SpaceFacts(space.id, space.title, space.started_at, space.ended_at)
     if log.sealed is not None:
         body, cache = log.sealed, SEALED_CACHE
-    elif log.chain is None:
-        raise NotFound("this space has not started yet: nothing was recorded")
+    elif (live := log.live_json(facts, app.signing_key.key_id)) is not None:
+        body, cache = live, LIVE_CACHE
     else:
-        facts = provenance.SpaceFacts(space.id, space.title, space.started_at, space.ended_at)
-        document = provenance.build(facts, log.chain, ended=False, key_id=app.signing_key.key_id)
-        body, cache = provenance.to_json(document), LIVE_CACHE
+        raise NotFound("this space has not started yet: nothing was recorded")
     return web.Response(
         body=body, content_type="application/json", headers={**CORS, "Cache-Control": cache}
     )

@@ -168,6 +168,7 @@ class ProvenanceLog:
         self.sealed: bytes | None = None  # provenance.json as published, once signed
         self._sealing = False
         self._sealed_document: dict[str, Any] | None = None
+        self._live: tuple[object, bytes] | None = None
 
     def claim_seal(self) -> bool:
         """True for the one caller that signs the ended recording (ends can race)."""
@@ -181,6 +182,16 @@ class ProvenanceLog:
         # chain that has no segment yet.
         if self.chain is None or not self.chain.links:
             self.chain = Chain(self.space_id, sha256(init))
+
+    def live_json(self, facts: SpaceFacts, key_id: str) -> bytes | None:
+        """The unsigned document while live, rebuilt only when a segment was added."""
+        if self.chain is None:
+            return None
+        stamp = (len(self.chain.links), id(self.chain), facts)
+        if self._live is None or self._live[0] != stamp:
+            document = build(facts, self.chain, ended=False, key_id=key_id)
+            self._live = (stamp, to_json(document))
+        return self._live[1]
 
     def sealed_document(self) -> dict[str, Any] | None:
         """The signed document as an object (parsed once: clips read it on every request)."""

@@ -179,3 +179,16 @@ def test_clip_document_states_the_signed_hashes() -> None:
     assert [s["sha256"] for s in doc["segments"]] == [s["sha256"] for s in source["segments"][1:]]
     assert doc["from"] == pytest.approx(1.0666667) and doc["to"] == pytest.approx(3.2)
     assert doc["source"]["chain_head"] == source["chain_head"]
+
+
+def test_live_document_is_rebuilt_only_when_a_segment_is_added() -> None:
+    log = provenance.ProvenanceLog("sp-1")
+    assert log.live_json(FACTS, "k") is None
+    log.start(b"init")
+    first = log.live_json(FACTS, "k")
+    assert first is not None and log.live_json(FACTS, "k") is first
+    log.add(0, sha256(b"a"), 1.0)
+    second = log.live_json(FACTS, "k")
+    assert second is not first
+    doc = json.loads(second or b"")
+    assert doc["signature"] is None and doc["ended"] is False and len(doc["segments"]) == 1
