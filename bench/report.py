@@ -171,9 +171,10 @@ def cpu(data: dict[str, Any]) -> list[str]:
         "",
         "- **whole server**: the process. **WebRTC + HTTP**: the event-loop thread, where "
         "aiortc runs ICE, DTLS, SRTP and RTP in Python and aiohttp serves HTTP. **decode**: "
-        "aiortc's Opus decoder threads (one per speaker). **mix + encode + package**: the "
-        "`majlis-mix` thread (mixer, AAC encoder, CMAF packager). **media** = decode + mix "
-        "+ encode + package.",
+        "the speakers' Opus, decoded on the `majlis-mix` thread (timed there and exported as "
+        "`majlis_decode_cpu_seconds_total`), plus aiortc's decoder threads (other codecs "
+        "only). **mix + encode + package**: the rest of the `majlis-mix` thread (mixer, AAC "
+        "encoder, CMAF packager). **media** = decode + mix + encode + package.",
         "- Every run checks the mix: each speaker's tone holds its share of the last two "
         "segments' energy (FFT).",
         "",

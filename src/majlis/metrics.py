@@ -128,8 +128,21 @@ def render(spaces: SpaceRegistry) -> str:
     )  # fmt: skip
     out += _family(
         "majlis_pipeline_cpu_seconds_total", "counter",
-        "CPU seconds spent mixing, encoding and packaging, per live space.",
+        "CPU seconds spent decoding, mixing, encoding and packaging, per live space.",
         [_line("majlis_pipeline_cpu_seconds_total", s.pipeline.stats.cpu_seconds, {"space": s.id})
+         for s in live],
+    )  # fmt: skip
+    out += _family(
+        "majlis_decode_cpu_seconds_total", "counter",
+        "CPU seconds spent decoding the speakers' Opus (on the pipeline thread), per live space.",
+        [_line("majlis_decode_cpu_seconds_total", s.pipeline.stats.decode.cpu_seconds,
+               {"space": s.id}) for s in live],
+    )  # fmt: skip
+    out += _family(
+        "majlis_decode_errors_total", "counter",
+        "Speaker packets that could not be decoded or were refused, per live space.",
+        [_line("majlis_decode_errors_total",
+               s.pipeline.stats.decode.errors + s.pipeline.stats.decode.dropped, {"space": s.id})
          for s in live],
     )  # fmt: skip
     out += _family(

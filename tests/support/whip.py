@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import aiohttp
 import av
 import numpy as np
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack
 
 from majlis.ingest.ice import configure_ice
@@ -77,10 +77,17 @@ async def publish(
     token: str,
     track: ToneTrack,
     name: str = "",
+    codec: str | None = None,
 ) -> Publisher:
+    """`codec` ("PCMU", "opus", …) offers that codec only; by default aiortc offers all."""
     configure_ice(("127.0.0.1",))
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    pc.addTransceiver(track, direction="sendonly")
+    transceiver = pc.addTransceiver(track, direction="sendonly")
+    if codec is not None:
+        offered = RTCRtpSender.getCapabilities("audio").codecs
+        transceiver.setCodecPreferences(
+            [c for c in offered if c.mimeType.lower() == f"audio/{codec.lower()}"]
+        )
     await pc.setLocalDescription(await pc.createOffer())
     url = base + whip_url + (f"?name={name}" if name else "")
     headers = {"Content-Type": "application/sdp", "Authorization": f"Bearer {token}"}

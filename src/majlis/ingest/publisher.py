@@ -1,7 +1,9 @@
-"""One speaker's WebRTC connection: answer the WHIP offer, feed decoded audio to the mixer.
+"""One speaker's WebRTC connection: answer the WHIP offer, feed its audio to the mixer.
 
-aiortc decodes Opus on its own thread; frames reach this module on the event loop, where
-they are only reshaped (mono float) and pushed into the speaker's bounded input buffer.
+Opus packets are taken from aiortc before its decoder (majlis.ingest.opustap) and queued
+for the mix thread, which decodes them (majlis.media.opusinput). Another codec aiortc can
+receive (G.711) is still decoded by aiortc; its frames reach this module on the event loop,
+where they are reshaped (mono float) and pushed into the speaker's bounded input buffer.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from aiortc.mediastreams import MediaStreamError
 
 from majlis.clock import Clock
 from majlis.errors import BadRequest
+from majlis.ingest import opustap
 from majlis.media.frames import SAMPLE_RATE, s16_interleaved_to_mono
-from majlis.media.inputbuffer import InputBuffer
+from majlis.media.opusinput import OpusInput
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +36,14 @@ class Publisher:
     def __init__(
         self,
         publisher_id: str,
-        buffer: InputBuffer,
+        source: OpusInput,
         clock: Clock,
         stall_timeout: float,
         on_gone: Callable[[str, str], None],
     ) -> None:
         self.id = publisher_id
-        self.buffer = buffer
+        self.source = source
+        self.buffer = source.buffer
         self.clock = clock
         self.stall_timeout = stall_timeout
         self._on_gone = on_gone
@@ -71,6 +75,8 @@ class Publisher:
             if transceiver.kind == "audio" and not audio_taken:
                 transceiver.direction = "recvonly"
                 audio_taken = True
+                if not opustap.install(transceiver.receiver, self._on_opus):
+                    log.warning("publisher %s: Opus decoded by aiortc (receiver changed)", self.id)
             else:
                 transceiver.direction = "inactive"
         if not audio_taken:
@@ -79,6 +85,11 @@ class Publisher:
     def _on_track(self, track: Any) -> None:
         if track.kind == "audio" and not any(t.get_name().startswith("audio") for t in self._tasks):
             self._tasks.append(asyncio.create_task(self._consume(track), name=f"audio-{self.id}"))
+
+    def _on_opus(self, packet: bytes) -> None:
+        self.source.push_packet(packet)
+        self.frames += 1
+        self.last_audio_at = self.clock.monotonic()
 
     async def _consume(self, track: Any) -> None:
         while True:

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
 from majlis.media.frames import TICK_SAMPLES, Samples, silence
-from majlis.media.inputbuffer import InputBuffer
 from majlis.media.levels import LevelMeter
 from majlis.media.limiter import soft_limit
 
@@ -24,9 +24,15 @@ class InputLevel:
     muted: bool
 
 
+class Source(Protocol):
+    """One input of the mix: an InputBuffer, or something that fills one (OpusInput)."""
+
+    def pull(self, n: int) -> Samples: ...
+
+
 @dataclass(slots=True)
 class _Input:
-    buffer: InputBuffer
+    source: Source
     meter: LevelMeter
     muted: bool = False
 
@@ -36,9 +42,9 @@ class Mixer:
         self._inputs: dict[str, _Input] = {}
         self._lock = threading.Lock()
 
-    def add_input(self, input_id: str, buffer: InputBuffer) -> None:
+    def add_input(self, input_id: str, source: Source) -> None:
         with self._lock:
-            self._inputs[input_id] = _Input(buffer=buffer, meter=LevelMeter())
+            self._inputs[input_id] = _Input(source=source, meter=LevelMeter())
 
     def remove_input(self, input_id: str) -> None:
         with self._lock:
@@ -57,7 +63,7 @@ class Mixer:
             return silence()
         total = np.zeros(TICK_SAMPLES, dtype=np.float32)
         for entry in inputs:
-            samples = entry.buffer.pull(TICK_SAMPLES)
+            samples = entry.source.pull(TICK_SAMPLES)
             entry.meter.update(samples, now)
             if not entry.muted:
                 total += samples

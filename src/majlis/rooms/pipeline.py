@@ -23,6 +23,7 @@ from majlis.clock import Clock
 from majlis.config import SAMPLE_RATE, Settings
 from majlis.media.frames import TICK_SECONDS
 from majlis.media.mixer import Mixer
+from majlis.media.opusinput import DecodeStats
 from majlis.packaging.cmaf import init_segment
 from majlis.packaging.encoder import AAC_PRIMING_SAMPLES, AacEncoder
 from majlis.packaging.liveedge import LiveEdge
@@ -52,8 +53,10 @@ class PipelineStats:
     max_lag_s: float = 0.0
     # How far the latest tick ran behind its clock deadline.
     lag_s: float = 0.0
-    # CPU seconds spent by the pipeline thread (mix + encode + package).
+    # CPU seconds spent by the pipeline thread (decode + mix + encode + package).
     cpu_seconds: float = 0.0
+    # The speakers' Opus decoding, done on the pipeline thread (part of cpu_seconds).
+    decode: DecodeStats = field(default_factory=DecodeStats)
     # Seconds from a segment's close to its file being durable, counted per bucket of
     # SEGMENT_WRITE_BUCKETS_S (the last count is above every bound).
     segment_writes: list[int] = field(

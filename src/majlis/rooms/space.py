@@ -16,6 +16,7 @@ from majlis.errors import Conflict, NotFound, Unavailable
 from majlis.ingest.publisher import Publisher
 from majlis.media.inputbuffer import InputBuffer
 from majlis.media.mixer import Mixer
+from majlis.media.opusinput import OpusInput
 from majlis.packaging.liveedge import LiveEdge
 from majlis.rooms.pipeline import LivePipeline
 from majlis.rooms.tokens import Role
@@ -88,9 +89,9 @@ class Space:
         if len(self.speakers) >= self.settings.max_speakers:
             raise Unavailable(f"the stage is full ({self.settings.max_speakers} speakers)", 30)
         session_id = secrets.token_urlsafe(12)
-        buffer = InputBuffer()
+        source = OpusInput(InputBuffer(), self.pipeline.stats.decode)
         publisher = Publisher(
-            session_id, buffer, self.clock, self.settings.speaker_stall_timeout, self._on_gone
+            session_id, source, self.clock, self.settings.speaker_stall_timeout, self._on_gone
         )
         try:
             answer = await publisher.answer(offer_sdp)
@@ -104,7 +105,7 @@ class Space:
             self.speakers[session_id] = Speaker(
                 session_id, secrets.token_hex(4), role, name, publisher, self.clock.wall()
             )
-            self.mixer.add_input(session_id, buffer)
+            self.mixer.add_input(session_id, source)
             if not self.pipeline.running:
                 await self.pipeline.start()
                 self.status = Status.LIVE
