@@ -36,6 +36,7 @@ def _serve(args: argparse.Namespace) -> int:
         changes["part_frames"] = parse_bounded("part frames", args.part_frames, 3, 47)
     if args.segment_parts:
         changes["segment_parts"] = parse_bounded("segment parts", args.segment_parts, 1, 30)
+    changes.update(_admission(args))
     settings = replace(settings, **changes)  # type: ignore[arg-type]
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
@@ -43,6 +44,41 @@ def _serve(args: argparse.Namespace) -> int:
     )
     asyncio.run(serve(App(settings)))
     return 0
+
+
+def _admission(args: argparse.Namespace) -> dict[str, object]:
+    changes: dict[str, object] = {}
+    if args.max_listeners is not None:
+        changes["max_listeners"] = parse_bounded("max listeners", args.max_listeners, 0, 10**9)
+    if args.attack_mode:
+        changes["attack_mode"] = True
+    if args.pow_difficulty is not None:
+        changes["pow_difficulty"] = parse_bounded("PoW difficulty", args.pow_difficulty, 1, 32)
+    if args.attack_threshold is not None:
+        threshold = parse_bounded("attack threshold", args.attack_threshold, 0, 10**9)
+        changes["attack_threshold"] = float(threshold)
+    if args.attack_quiet is not None:
+        changes["attack_quiet_s"] = float(
+            parse_bounded("attack quiet", args.attack_quiet, 1, 86400)
+        )
+    return changes
+
+
+def _add_admission(s: argparse.ArgumentParser) -> None:
+    s.add_argument(
+        "--max-listeners", help="live listener sessions per node (default 20000; 0 = no limit)"
+    )
+    s.add_argument(
+        "--attack-mode",
+        action="store_true",
+        help="start in attack mode (new listeners solve a proof of work)",
+    )
+    s.add_argument("--pow-difficulty", help="proof-of-work leading zero bits, 1-32 (default 16)")
+    s.add_argument(
+        "--attack-threshold",
+        help="new-session requests per second that switch attack mode on (default 300; 0 = never)",
+    )
+    s.add_argument("--attack-quiet", help="quiet seconds before attack mode goes off (default 60)")
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -179,6 +215,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--aac-bitrate", help="AAC bitrate in bit/s, 32000-64000 (default 48000)")
     s.add_argument("--part-frames", help="AAC frames (21.3 ms each) per LL-HLS part (default 10)")
     s.add_argument("--segment-parts", help="parts per segment (default 5)")
+    _add_admission(s)
     s.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     s.set_defaults(func=_serve)
     _add_export(sub)

@@ -34,6 +34,16 @@ class Settings:
     max_sdp_bytes: int = 64 * 1024
     max_json_bytes: int = 16 * 1024
     admin_token: str | None = None
+    # Listener capacity of this node in live listener sessions; 0 = no limit. Past it,
+    # newcomers wait in line (docs/security.md, "Admission control and attack mode").
+    max_listeners: int = 20_000
+    # Attack mode: on from the start; the proof of work's leading zero bits; the new-session
+    # requests per second that switch it on by itself (0 = never); the quiet seconds after
+    # which it goes off again.
+    attack_mode: bool = False
+    pow_difficulty: int = 16
+    attack_threshold: float = 300.0
+    attack_quiet_s: float = 60.0
     extra: dict[str, str] = field(default_factory=dict)
 
     @property

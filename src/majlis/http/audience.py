@@ -19,6 +19,7 @@ from aiohttp import web
 
 from majlis.app import App
 from majlis.errors import BadRequest, Conflict, NotFound, Unavailable
+from majlis.http.admission import KEY as ADMISSION
 from majlis.http.body import read_limited
 from majlis.rooms.space import Space
 from majlis.storage.events import EventWriter, client_id, events_path, load_salt
@@ -175,15 +176,21 @@ def _context(request: web.Request) -> tuple[AudienceService, Space]:
 @routes.post("/live/{space_id}/sessions")
 async def start_session(request: web.Request) -> web.Response:
     service, space = _context(request)
-    mode = _mode(await _body(request), Mode.LIVE)
+    body = await _body(request)
+    mode = _mode(body, Mode.LIVE)
     now = service.app.clock.wall()
+    admission = request.app[ADMISSION]
+    admission.attack.note_request(now)
     key = limiter_key(request.remote)
-    if not service.limiter.allow(key, now):
+    # A waiting-room ticket was counted when it was issued; its polls are paced by the line.
+    if "ticket" not in body and not service.limiter.allow(key, now):
         wait = service.limiter.retry_after(key)
         raise TooManyRequests("too many listener sessions from this address", wait)
     space.listeners.sweep(now)
     if len(space.listeners) >= MAX_OPEN_SESSIONS:
         raise Unavailable("too many open listener sessions in this space", HEARTBEAT_S)
+    if (answer := admission.gate(space, body, key, now)) is not None:
+        return answer
     sid = secrets.token_urlsafe(16)
     ua = user_agent_class(request.headers.get("User-Agent"))
     live = LiveSession(mode, ua, client_id(request.remote, service.salt), now)

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from majlis.app import App
 from majlis.errors import NotFound
+from majlis.http.admission import attack_mode_on
 from majlis.packaging.liveedge import parse_blocking
 from majlis.packaging.playlist import render_multivariant
 from majlis.rooms.space import Space
@@ -129,7 +130,9 @@ async def part(request: web.Request) -> web.Response:
 @routes.get("/live/{space_id}/state.json")
 async def state(request: web.Request) -> web.Response:
     _, space = _space(request)
-    body = json.dumps(space.state(), separators=(",", ":")).encode()
+    # The listening page says so when new listeners must solve a proof of work first.
+    document = {**space.state(), "attack_mode": attack_mode_on(request, space.id)}
+    body = json.dumps(document, separators=(",", ":")).encode()
     etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
     headers = {**CORS, "Cache-Control": "public, max-age=1", "ETag": etag}
     if request.headers.get("If-None-Match") == etag:

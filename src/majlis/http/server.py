@@ -9,7 +9,7 @@ import signal
 from aiohttp import web
 
 from majlis.app import App
-from majlis.http import api, audience, live, ops, pages, responses, trust, whip
+from majlis.http import admission, api, audience, live, ops, pages, responses, trust, whip
 from majlis.http.errors import Handler, error_middleware
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,7 @@ def build(app: App) -> web.Application:
         web_app.add_routes(table)
     pages.add_static(web_app)
     audience.setup(web_app, app)
+    admission.setup(web_app, app)
     web_app.on_response_prepare.append(responses.count_status)
     return web_app
 

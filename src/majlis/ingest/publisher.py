@@ -62,7 +62,10 @@ class Publisher:
         except Exception as exc:  # aiortc raises ValueError, KeyError, … on bad SDP
             raise BadRequest(f"SDP offer rejected: {exc or type(exc).__name__}") from None
         self._choose_directions()
-        answer = await self.pc.createAnswer()
+        try:
+            answer = await self.pc.createAnswer()
+        except Exception as exc:  # what aiortc's parser let through can still fail here
+            raise BadRequest(f"SDP offer cannot be answered: {exc or type(exc).__name__}") from None
         await self.pc.setLocalDescription(answer)
         self._tasks.append(asyncio.create_task(self._watch(), name=f"watch-{self.id}"))
         return str(self.pc.localDescription.sdp)

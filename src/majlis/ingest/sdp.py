@@ -16,6 +16,7 @@ MAX_MEDIA_SECTIONS = 8
 MAX_CANDIDATES = 100
 # ASCII only: Unicode \w and \d admit "²" and "٣", which int() refuses or SDP forbids.
 _RTPMAP = re.compile(r"^a=rtpmap:(\d+) ", re.ASCII)
+_DIRECTIONS = frozenset({"a=sendonly", "a=sendrecv", "a=recvonly", "a=inactive"})
 # Formats are payload types, or tokens such as "webrtc-datachannel" (RFC 8841).
 _MLINE = re.compile(r"^m=(\w+) \d+(?:/\d+)? [\w/]+((?: [\w-]+)*)$", re.ASCII)
 
@@ -52,12 +53,32 @@ def check_offer(body: bytes, max_bytes: int) -> str:
         candidates += line.startswith("a=candidate:")
     if candidates > MAX_CANDIDATES:
         raise BadRequest(f"SDP offer has {candidates} candidates; the limit is {MAX_CANDIDATES}")
+    _check_directions(lines)
     return text
+
+
+def _check_directions(lines: list[str]) -> None:
+    # RFC 4566 lets a section leave its direction out (sendrecv is then assumed), but
+    # aiortc cannot answer such a section: say so rather than fail while answering.
+    start, found = 0, False
+    for number, line in enumerate([*lines, "m="], start=1):
+        if line.startswith("m="):
+            if start and not found:
+                raise BadRequest(
+                    f"SDP line {start}: media section has no direction attribute "
+                    "(a=sendonly, a=sendrecv, a=recvonly or a=inactive)"
+                )
+            start, found = number, False
+        found = found or line in _DIRECTIONS
 
 
 def _check_line(number: int, line: str) -> None:
     if len(line) > MAX_LINE_CHARS:
         raise BadRequest(f"SDP line {number} is longer than {MAX_LINE_CHARS} characters")
+    # aiortc splits with str.splitlines(), which also breaks at a lone \r, \x85, \u2028 and
+    # others: a line hidden from these checks behind one of those would still reach aiortc.
+    if len(line.splitlines()) > 1:
+        raise BadRequest(f"SDP line {number} holds a line break other than CRLF or LF")
     if line.startswith("m="):
         match = _MLINE.match(line.strip())
         if not match:

@@ -1,0 +1,168 @@
+"""The gate in front of new listener sessions, and the routes that switch attack mode.
+
+Only `POST /live/{id}/sessions` passes the gate; playlists, parts and segments never do, so
+they stay identical and cacheable for everyone (docs/security.md says what that leaves
+open). Waiting is not an error: it answers 202 with a ticket and `Retry-After`. Attack
+mode answers 401 with a challenge in the usual error body.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from majlis.admission.attack import AttackMode, Status
+from majlis.admission.capacity import (
+    MAX_POLL_S,
+    AdmittedCount,
+    LineFull,
+    TicketRefused,
+    Waiting,
+    WaitingRoom,
+)
+from majlis.admission.pow import MAX_DIFFICULTY, MIN_DIFFICULTY, Challenge, PowRefused, ProofOfWork
+from majlis.admission.seal import load_secret
+from majlis.app import App
+from majlis.errors import BadRequest, Forbidden, Unavailable
+from majlis.http.auth import is_admin, require_admin, space_claims
+from majlis.http.body import read_json_object
+from majlis.rooms.space import Space
+from majlis.rooms.tokens import Role
+
+routes = web.RouteTableDef()
+
+NO_STORE = {"Cache-Control": "no-store"}
+SECRET_FILE = "admission_secret"
+POW_SCHEME = 'Majlis-PoW algorithm="sha256-leading-zero-bits"'
+
+
+class Admission:
+    """The node's waiting room, proof-of-work checker and attack-mode switch."""
+
+    def __init__(self, app: App) -> None:
+        settings = app.settings
+        secret = load_secret(app.data / SECRET_FILE)
+        self.app = app
+        self.pow = ProofOfWork(secret)
+        self.room = WaitingRoom(secret, settings.max_listeners)
+        self.attack = AttackMode(
+            settings.pow_difficulty,
+            settings.attack_threshold,
+            settings.attack_quiet_s,
+            on=settings.attack_mode,
+        )
+        self.admitted = AdmittedCount(self._recount)
+
+    def _recount(self, now: float) -> int:
+        return sum(space.listeners.concurrent(now) for space in self.app.spaces.all())
+
+    def status(self, space_id: str | None, now: float) -> Status:
+        return self.attack.status(space_id, now)
+
+    def gate(
+        self, space: Space, body: dict[str, Any], client: str, now: float
+    ) -> web.Response | None:
+        """None when a session may start now; else the answer to send (wait or challenge).
+        ``client`` is the address key the session limiter uses (IPv4, or IPv6 /64)."""
+        ticket = body.get("ticket")
+        if ticket is not None and not isinstance(ticket, str):
+            raise BadRequest("ticket must be a string")
+        # A ticket was only given after the proof of work (if any) was checked.
+        if ticket is None and (challenge := self._check_pow(space, body, client, now)):
+            return challenge
+        try:
+            decision = self.room.decide(self.admitted.value(now), ticket, client, now)
+        except TicketRefused as exc:
+            raise Forbidden(f"waiting-room ticket refused: {exc}; ask again without it") from None
+        except LineFull as exc:
+            raise Unavailable(str(exc), MAX_POLL_S) from None
+        if isinstance(decision, Waiting):
+            return _waiting(decision)
+        self.admitted.add()
+        return None
+
+    def _check_pow(
+        self, space: Space, body: dict[str, Any], client: str, now: float
+    ) -> web.Response | None:
+        difficulty = self.attack.status(space.id, now).difficulty
+        if difficulty is None:
+            return None
+        proof = body.get("pow")
+        why = "attack mode is on: solve the challenge and send it back with a nonce"
+        if proof is not None:
+            challenge, nonce = _proof(proof)
+            try:
+                self.pow.verify(challenge, nonce, client, now)
+                return None
+            except PowRefused as exc:
+                why = f"{exc}: solve this new challenge"
+        return _challenge(self.pow.issue(client, difficulty, now), why)
+
+
+def _proof(proof: object) -> tuple[str, str]:
+    if isinstance(proof, dict):
+        challenge, nonce = proof.get("challenge"), proof.get("nonce")
+        if isinstance(challenge, str) and isinstance(nonce, str):
+            return challenge, nonce
+    raise BadRequest('pow must be {"challenge": string, "nonce": string}')
+
+
+def _waiting(decision: Waiting) -> web.Response:
+    headers = {**NO_STORE, "Retry-After": str(decision.retry_after)}
+    return web.json_response(decision.to_json(), status=202, headers=headers)
+
+
+def _challenge(challenge: Challenge, why: str) -> web.Response:
+    body = {"error": "pow_required", "status": 401, "detail": why, **challenge.to_json()}
+    headers = {**NO_STORE, "WWW-Authenticate": POW_SCHEME}
+    return web.json_response(body, status=401, headers=headers)
+
+
+KEY = web.AppKey("admission", Admission)
+
+
+def setup(web_app: web.Application, app: App) -> None:
+    web_app[KEY] = Admission(app)
+    web_app.add_routes(routes)
+
+
+def attack_mode_on(request: web.Request, space_id: str) -> bool:
+    admission = request.app[KEY]
+    return admission.status(space_id, admission.app.clock.wall()).difficulty is not None
+
+
+async def _switch(request: web.Request, app: App) -> int | None:
+    """The difficulty asked by an {"enabled", "difficulty"} body, None to switch off."""
+    body = await read_json_object(request, app.settings.max_json_bytes)
+    enabled = body.get("enabled")
+    if not isinstance(enabled, bool):
+        raise BadRequest("enabled must be true or false")
+    difficulty = body.get("difficulty", app.settings.pow_difficulty)
+    if not isinstance(difficulty, int) or isinstance(difficulty, bool):
+        raise BadRequest("difficulty must be an integer number of bits")
+    if not MIN_DIFFICULTY <= difficulty <= MAX_DIFFICULTY:
+        raise BadRequest(f"difficulty must be {MIN_DIFFICULTY}-{MAX_DIFFICULTY} bits")
+    return difficulty if enabled else None
+
+
+@routes.post("/api/attack-mode")
+async def node_attack_mode(request: web.Request) -> web.Response:
+    admission = request.app[KEY]
+    app = admission.app
+    require_admin(app, request)
+    admission.attack.set_node(await _switch(request, app))
+    status = admission.status(None, app.clock.wall())
+    return web.json_response(status.to_json(), headers=NO_STORE)
+
+
+@routes.post("/api/spaces/{space_id}/attack-mode")
+async def space_attack_mode(request: web.Request) -> web.Response:
+    admission = request.app[KEY]
+    app = admission.app
+    space = app.spaces.get(request.match_info["space_id"])
+    if not is_admin(app, request):
+        space_claims(app, request, space.id, Role.HOST)
+    admission.attack.set_space(space.id, await _switch(request, app))
+    status = admission.status(space.id, app.clock.wall())
+    return web.json_response(status.to_json(), headers=NO_STORE)
