@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages a target needs, only when something is missing.
-#   base: python3-venv   node: nodejs + npm   test: chromium, ffmpeg, sox, iproute2, fonts
+#   base: python3-venv   node: nodejs + npm   test: chromium, ffmpeg, sox, nginx, iproute2, fonts
 set -euo pipefail
 need=()
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -11,6 +11,8 @@ case "${1:-test}" in
     have chromium || need+=(chromium)
     have ffmpeg || need+=(ffmpeg)
     have sox || need+=(sox)
+    # The edge tests run a real nginx (as an unprivileged process, no service started).
+    { have nginx || [ -x /usr/sbin/nginx ]; } || need+=(nginx)
     have ip || need+=(iproute2)
     have unshare || need+=(util-linux)
     # Arabic glyphs for the pages' screenshots (Chromium draws boxes without them).

@@ -198,6 +198,43 @@ def _add_audience(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     a.set_defaults(func=_audience)
 
 
+def _edge_config(args: argparse.Namespace) -> int:
+    from majlis.edge import nginxconf
+
+    config = nginxconf.EdgeConfig(
+        origin=nginxconf.parse_origin(args.origin),
+        listen=nginxconf.parse_listen(args.listen),
+        cache_dir=nginxconf.check_path(args.cache_dir),
+        workers=parse_bounded("workers", args.workers, 1, 64) if args.workers else None,
+        hold_s=nginxconf.parse_hold(args.hold),
+    )
+    sys.stdout.write(nginxconf.render(config))
+    return 0
+
+
+def _add_edge_config(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from majlis.edge.nginxconf import DEFAULT_CACHE_DIR, DEFAULT_HOLD_S, DEFAULT_LISTEN
+
+    e = sub.add_parser("edge-config", help="print the nginx.conf of a caching edge")
+    e.add_argument("--origin", required=True, help="the origin's URL, e.g. http://10.0.0.5:8080")
+    e.add_argument(
+        "--cache-dir",
+        default=DEFAULT_CACHE_DIR,
+        help=f"cache and temp files, relative to nginx's -p prefix (default {DEFAULT_CACHE_DIR})",
+    )
+    e.add_argument(
+        "--listen", default=DEFAULT_LISTEN, help=f"PORT or ADDRESS:PORT (default {DEFAULT_LISTEN})"
+    )
+    e.add_argument("--workers", help="nginx worker processes (default: one per core)")
+    e.add_argument(
+        "--hold",
+        default=str(DEFAULT_HOLD_S),
+        help="longest the origin holds a blocking reload, in seconds: 3 target durations "
+        f"(default {DEFAULT_HOLD_S:g})",
+    )
+    e.set_defaults(func=_edge_config)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="majlis", description="Live audio rooms server")
     sub = p.add_subparsers(dest="command", required=True)
@@ -221,6 +258,7 @@ def parser() -> argparse.ArgumentParser:
     _add_export(sub)
     _trust_commands(sub)
     _add_audience(sub)
+    _add_edge_config(sub)
     return p
 
 

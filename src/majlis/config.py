@@ -34,6 +34,32 @@ class Settings:
     max_sdp_bytes: int = 64 * 1024
     max_json_bytes: int = 16 * 1024
     admin_token: str | None = None
+    # -- limits at the HTTP edge: docs/security.md gives the reason for each default -------
+    # Proxies (CIDR blocks) whose X-Forwarded-For is believed; nobody else's is.
+    trusted_proxies: tuple[str, ...] = ()
+    # (requests per second, burst) per client address (IPv6: per /64) and per network
+    # (IPv4 /24, IPv6 /48). A live LL-HLS player makes ~10 requests a second.
+    listener_rate: tuple[float, float] = (100.0, 400.0)
+    listener_prefix_rate: tuple[float, float] = (1000.0, 4000.0)
+    api_rate: tuple[float, float] = (10.0, 60.0)
+    api_prefix_rate: tuple[float, float] = (50.0, 300.0)
+    # Blocking reloads and preload-hinted parts held at once, per address and in total.
+    max_held_per_address: int = 64
+    max_held: int = 6000
+    # Listener connections in total and per address; connections reserved for the speaker
+    # path (WHIP, the API, probes) on top of them.
+    max_connections: int = 8192
+    max_connections_per_address: int = 256
+    speaker_connections: int = 128
+    # Seconds for a whole request head; seconds an idle keep-alive connection stays open;
+    # bytes per second a request body must average (after a 5 s grace).
+    header_timeout: float = 5.0
+    idle_timeout: float = 30.0
+    min_body_rate: float = 4096.0
+    max_url_bytes: int = 4096
+    max_query_bytes: int = 1024
+    max_header_bytes: int = 8190
+    max_headers: int = 64
     # Listener capacity of this node in live listener sessions; 0 = no limit. Past it,
     # newcomers wait in line (docs/security.md, "Admission control and attack mode").
     max_listeners: int = 20_000
@@ -95,6 +121,30 @@ def parse_bitrate(text: str) -> int:
         raise ValueError(f"AAC bitrate must be an integer, got {text!r}") from None
     if not 32_000 <= value <= 64_000:
         raise ValueError(f"AAC bitrate must be 32000-64000 bit/s, got {value}")
+    return value
+
+
+def parse_rate(text: str) -> tuple[float, float]:
+    """`RATE/BURST` (requests per second, burst size), e.g. `100/400`."""
+    try:
+        rate_s, burst_s = text.split("/", 1)
+        rate, burst = float(rate_s), float(burst_s)
+    except ValueError:
+        raise ValueError(
+            f"a rate must look like 100/400 (per second/burst), got {text!r}"
+        ) from None
+    if not (0 < rate < 1e9 and 1 <= burst < 1e9):
+        raise ValueError(f"rate {text!r} needs a rate > 0 and a burst >= 1")
+    return rate, burst
+
+
+def parse_seconds(what: str, text: str, low: float, high: float) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{what} must be a number of seconds, got {text!r}") from None
+    if not low <= value <= high:
+        raise ValueError(f"{what} must be {low:g}-{high:g} s, got {text}")
     return value
 
 

@@ -25,6 +25,16 @@ def count_response(status: int) -> None:
     _responses[status] += 1
 
 
+# Live media responses, by kind (a fixed set): with caching edges in front, each kind grows
+# by about one per edge per part, whatever the number of listeners behind the edges.
+LIVE_KINDS = ("playlist", "blocking_playlist", "init", "part", "segment", "other")
+_live_responses: dict[str, int] = defaultdict(int)
+
+
+def count_live_response(kind: str) -> None:
+    _live_responses[kind] += 1
+
+
 def _http_responses() -> list[str]:
     return [
         _line("majlis_http_responses_total", n, {"code": str(code)})
@@ -125,6 +135,12 @@ def render(spaces: SpaceRegistry) -> str:
     out += _family(
         "majlis_http_responses_total", "counter", "HTTP responses sent, by status code.",
         _http_responses(),
+    )  # fmt: skip
+    out += _family(
+        "majlis_live_responses_total", "counter",
+        "Responses to /live/ requests, by kind (blocking_playlist: _HLS_msn reloads).",
+        [_line("majlis_live_responses_total", _live_responses[k], {"kind": k})
+         for k in LIVE_KINDS],
     )  # fmt: skip
     out += _family(
         "majlis_pipeline_cpu_seconds_total", "counter",

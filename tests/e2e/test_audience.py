@@ -247,10 +247,12 @@ async def test_metrics_series_are_present_and_well_formed(
         assert 0 < value(samples, "majlis_segment_write_seconds_sum") < counts[-1] * 2.5
         bounds = [float(lab["le"]) for lab, _ in buckets[:-1]]
         assert bounds == sorted(bounds)
-        # Bounded labels only: a space (live spaces only), a status code, a bucket, a job.
+        # Bounded labels only: a space (live spaces only), a status code, a bucket, a job,
+        # a connection pool, the reason of a refusal.
+        allowed = {"space", "code", "le", "group", "pool", "reason"}
         for name, rows in samples.items():
             for labels, _ in rows:
-                assert set(labels) <= {"space", "code", "le", "group"}, (name, labels)
+                assert set(labels) <= allowed, (name, labels)
                 if "code" in labels:
                     assert re.fullmatch(r"[1-5]\d\d", labels["code"]), labels
     finally:

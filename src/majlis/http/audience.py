@@ -8,17 +8,17 @@ their definitions: docs/metrics.md.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import math
 import secrets
-from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
 from majlis.app import App
 from majlis.errors import BadRequest, Conflict, NotFound, Unavailable
+from majlis.guard.clients import client_keys, parse_address
+from majlis.guard.ratelimit import TokenBuckets, TooManyRequests
 from majlis.http.admission import KEY as ADMISSION
 from majlis.http.body import read_limited
 from majlis.rooms.space import Space
@@ -45,64 +45,20 @@ MAX_TRACKED_ADDRESSES = 50_000
 NO_STORE = {"Cache-Control": "no-store"}
 
 
-class TooManyRequests(Unavailable):
-    status = 429
-    code = "too_many_requests"
+__all__ = ["SessionLimiter", "TooManyRequests", "limiter_key", "routes", "setup"]
 
 
 def limiter_key(address: str | None) -> str:
     """Whose session-rate bucket a request uses: its IPv4 address, or its IPv6 /64 (one
     host commonly holds a whole /64, so counting its addresses one by one limits nothing)."""
-    try:
-        ip = ipaddress.ip_address((address or "").split("%")[0])
-    except ValueError:
-        return "unknown"
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
-    return str(ip)
+    return client_keys(parse_address(address)).address
 
 
-@dataclass(slots=True)
-class _Bucket:
-    tokens: float
-    at: float
-
-
-class SessionLimiter:
+class SessionLimiter(TokenBuckets):
     """Token buckets per address: SESSION_BURST sessions, refilled SESSION_RATE_PER_S."""
 
     def __init__(self, burst: float = SESSION_BURST, rate: float = SESSION_RATE_PER_S) -> None:
-        self.burst = burst
-        self.rate = rate
-        self._buckets: dict[str, _Bucket] = {}
-
-    def allow(self, key: str, now: float) -> bool:
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            if len(self._buckets) >= MAX_TRACKED_ADDRESSES:
-                self._forget_full(now)
-            bucket = self._buckets[key] = _Bucket(self.burst, now)
-        bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.at) * self.rate)
-        bucket.at = now
-        if bucket.tokens < 1:
-            return False
-        bucket.tokens -= 1
-        return True
-
-    def retry_after(self, key: str) -> int:
-        bucket = self._buckets.get(key)
-        missing = 1 - bucket.tokens if bucket else 0
-        return max(1, math.ceil(missing / self.rate))
-
-    def _forget_full(self, now: float) -> None:
-        # A bucket that has refilled completely holds no information: drop those first.
-        full = [
-            k for k, b in self._buckets.items() if b.tokens + (now - b.at) * self.rate >= self.burst
-        ]
-        for key in full or list(self._buckets)[: len(self._buckets) // 2]:
-            del self._buckets[key]
+        super().__init__(burst, rate, MAX_TRACKED_ADDRESSES)
 
 
 class AudienceService:

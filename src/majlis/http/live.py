@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from aiohttp import web
 
 from majlis.app import App
-from majlis.errors import NotFound
+from majlis.errors import NotFound, Unavailable
+from majlis.guard.middleware import LIMITS, client_of
+from majlis.guard.ratelimit import TooManyRequests
 from majlis.http.admission import attack_mode_on
 from majlis.packaging.liveedge import parse_blocking
 from majlis.packaging.playlist import render_multivariant
@@ -41,6 +45,25 @@ def _hold_timeout(space: Space) -> float:
     return HOLD_TARGETS * max(1.0, round(space.settings.segment_duration))
 
 
+@contextmanager
+def _held(request: web.Request) -> Iterator[None]:
+    """Count a request the server is about to hold; past the caps refuse it at once."""
+    limits = request.app[LIMITS]
+    client = client_of(request).address
+    try:
+        limits.holds.acquire(client)
+    except TooManyRequests:
+        limits.refuse("held_per_address")
+        raise
+    except Unavailable:
+        limits.refuse("held_total")
+        raise
+    try:
+        yield
+    finally:
+        limits.holds.release(client)
+
+
 def _not_started(space: Space) -> None:
     if space.edge.init is None:
         raise NotFound("this space has not started yet: no audio has been published")
@@ -64,7 +87,10 @@ async def media_playlist(request: web.Request) -> web.Response:
     blocking = parse_blocking(dict(request.query))
     _not_started(space)
     if blocking is not None:
-        await space.edge.wait_for(blocking, _hold_timeout(space))
+        space.edge.check_blocking(blocking)  # a malformed or too-far request is a 400 first
+        if not space.edge.satisfied(blocking):
+            with _held(request):
+                await space.edge.wait_for(blocking, _hold_timeout(space))
     if space.edge.ended:
         cache = ENDED_PLAYLIST_CACHE
     else:
@@ -116,7 +142,8 @@ async def part(request: web.Request) -> web.Response:
     data = space.edge.part(msn, index)
     if data is None and not space.edge.has_part(msn, index):
         # A preload hint: hold the request until the part is written.
-        await space.edge.wait_for_part(msn, index, _hold_timeout(space))
+        with _held(request):
+            await space.edge.wait_for_part(msn, index, _hold_timeout(space))
         data = space.edge.part(msn, index)
     if data is None and space.edge.has_part(msn, index):
         data = await request.loop.run_in_executor(

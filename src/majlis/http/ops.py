@@ -1,4 +1,4 @@
-"""Operations endpoints: liveness and Prometheus metrics."""
+"""Operations endpoints: liveness, readiness and Prometheus metrics."""
 
 from __future__ import annotations
 
@@ -6,21 +6,82 @@ from aiohttp import web
 
 from majlis import metrics
 from majlis.app import App
+from majlis.guard import readiness
+from majlis.guard.limits import Limits
+from majlis.guard.middleware import LIMITS
 
 routes = web.RouteTableDef()
+
+WATCH = web.AppKey("readiness_watch", readiness.TickWatch)
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+def setup(web_app: web.Application) -> None:
+    web_app[WATCH] = readiness.TickWatch()
+    web_app.add_routes(routes)
 
 
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
+    # The process answers: that is all liveness means. Readiness is /readyz.
     return web.json_response({"status": "ok"})
+
+
+def _lagging(app: App, watch: readiness.TickWatch) -> list[str]:
+    now = app.clock.monotonic()
+    lagging: list[str] = []
+    running = [s for s in app.spaces.all() if s.pipeline.running]
+    for space in running:
+        stats = space.pipeline.stats
+        stalled = watch.stalled(space.id, stats.ticks, now)
+        if stalled or stats.lag_s > readiness.MAX_TICK_LAG_S:
+            lagging.append(space.id)
+    watch.keep_only({s.id for s in running})
+    return lagging
+
+
+@routes.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    app: App = request.app["majlis"]
+    limits = request.app[LIMITS]
+    found = readiness.reasons(
+        stopping=limits.stopping,
+        listeners_full=limits.connections.listener_full(),
+        data_problem=readiness.data_folder_problem(app.data),
+        lagging=_lagging(app, request.app[WATCH]),
+    )
+    if not found:
+        return web.json_response({"status": "ready"}, headers=NO_STORE)
+    body = {"error": "not_ready", "status": 503, "detail": "; ".join(found), "reasons": found}
+    return web.json_response(body, status=503, headers={**NO_STORE, "Retry-After": "5"})
+
+
+def _guard_metrics(limits: Limits) -> str:
+    conns = limits.connections
+    lines = [
+        "# HELP majlis_guard_connections Open HTTP connections by pool.",
+        "# TYPE majlis_guard_connections gauge",
+        f'majlis_guard_connections{{pool="listener"}} {conns.listeners}',
+        f'majlis_guard_connections{{pool="reserve"}} {conns.reserved}',
+        "# HELP majlis_guard_held_requests Blocking reloads and preload hints being held.",
+        "# TYPE majlis_guard_held_requests gauge",
+        f"majlis_guard_held_requests {limits.holds.held}",
+        "# HELP majlis_guard_refusals_total Requests and connections refused by a limit.",
+        "# TYPE majlis_guard_refusals_total counter",
+    ]
+    lines += [
+        f'majlis_guard_refusals_total{{reason="{reason}"}} {count}'
+        for reason, count in sorted(limits.refusals.items())
+    ]
+    return "\n".join(lines) + "\n"
 
 
 @routes.get("/metrics")
 async def prometheus(request: web.Request) -> web.Response:
     app: App = request.app["majlis"]
     return web.Response(
-        text=metrics.render(app.spaces),
+        text=metrics.render(app.spaces) + _guard_metrics(request.app[LIMITS]),
         content_type="text/plain",
         charset="utf-8",
-        headers={"Cache-Control": "no-store"},
+        headers=NO_STORE,
     )

@@ -13,3 +13,18 @@ from majlis import metrics
 
 async def count_status(request: web.Request, response: web.StreamResponse) -> None:
     metrics.count_response(response.status)
+    if request.path.startswith("/live/"):
+        metrics.count_live_response(live_kind(request.path, "_HLS_msn" in request.query))
+
+
+def live_kind(path: str, blocking: bool) -> str:
+    """Which kind of live object a path names (see metrics.LIVE_KINDS)."""
+    if path.endswith(".m3u8"):
+        return "blocking_playlist" if blocking else "playlist"
+    if path.endswith("/init.mp4"):
+        return "init"
+    if "/p/" in path and path.endswith(".m4s"):
+        return "part"
+    if "/s/" in path and path.endswith(".m4s"):
+        return "segment"
+    return "other"

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import signal
 
 from aiohttp import web
 
 from majlis.app import App
+from majlis.guard import middleware as guard
+from majlis.guard.limits import Limits
+from majlis.guard.protocol import GuardedSite
 from majlis.http import admission, api, audience, live, ops, pages, responses, trust, whip
 from majlis.http.errors import Handler, error_middleware
 
@@ -36,8 +40,10 @@ def build(app: App) -> web.Application:
         client_max_size=MAX_BODY_BYTES, middlewares=[cors_middleware, error_middleware]
     )
     web_app["majlis"] = app
-    for table in (api.routes, whip.routes, live.routes, pages.routes, ops.routes, trust.routes):
+    guard.setup(web_app, Limits.from_settings(app.settings), app.clock)
+    for table in (api.routes, whip.routes, live.routes, pages.routes, trust.routes):
         web_app.add_routes(table)
+    ops.setup(web_app)
     pages.add_static(web_app)
     audience.setup(web_app, app)
     admission.setup(web_app, app)
@@ -45,11 +51,24 @@ def build(app: App) -> web.Application:
     return web_app
 
 
+def _raise_open_file_limit(wanted: int) -> None:
+    """Every connection is a file descriptor: lift the soft limit towards the connection caps
+    (Debian's default soft limit of 1024 would refuse connections long before them)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
 async def serve(app: App, ready: asyncio.Event | None = None) -> None:
     await app.start()
-    runner = web.AppRunner(build(app), access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S)
+    web_app = build(app)
+    limits = web_app[guard.LIMITS]
+    # Connections, plus files for recordings, the database and the speakers' sockets.
+    _raise_open_file_limit(limits.connections.listener_total + limits.connections.reserve + 1024)
+    runner = web.AppRunner(web_app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S)
     await runner.setup()
-    site = web.TCPSite(runner, app.settings.host, app.settings.port, backlog=1024)
+    site = GuardedSite(runner, app.settings.host, app.settings.port, limits, backlog=1024)
     await site.start()
     port = runner.addresses[0][1] if runner.addresses else app.settings.port
     print(f"Majlis listening on http://{app.settings.host}:{port}", flush=True)
@@ -63,6 +82,7 @@ async def serve(app: App, ready: asyncio.Event | None = None) -> None:
         ready.set()
     await stop.wait()
     log.info("shutting down: closing speakers, finishing segments")
+    limits.stopping = True
     # Stop accepting first, then finish the media, then close what is left.
     await site.stop()
     await app.stop()

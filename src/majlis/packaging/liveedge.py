@@ -181,6 +181,10 @@ class LiveEdge:
 
     # -- blocking reload --------------------------------------------------------------------
 
+    def satisfied(self, req: BlockingRequest) -> bool:
+        """Whether a blocking request can be answered now (without being held)."""
+        return self._satisfied(req)
+
     def _satisfied(self, req: BlockingRequest) -> bool:
         if self.ended:
             return True

@@ -1,0 +1,1 @@
+"""Caching edges in front of a Majlis origin: generated nginx configuration."""

@@ -1,0 +1,67 @@
+"""Caps on held requests: LL-HLS blocking playlist reloads and preload-hinted parts.
+
+A held request costs a connection, a coroutine and a wake-up per part; thousands from one
+client would otherwise be free to ask for. Past a cap the request is refused at once,
+without being held.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from majlis.errors import Unavailable
+from majlis.guard.ratelimit import TooManyRequests
+
+
+class HoldLimiter:
+    def __init__(self, per_client: int, total: int, retry_after: int = 1) -> None:
+        if per_client < 1 or total < 1:
+            raise ValueError("hold limits must be at least 1")
+        self.per_client = per_client
+        self.total = total
+        self.retry_after = retry_after
+        self._held: dict[str, int] = {}
+        self._count = 0
+
+    @property
+    def held(self) -> int:
+        return self._count
+
+    def held_by(self, client: str) -> int:
+        return self._held.get(client, 0)
+
+    def acquire(self, client: str) -> None:
+        """Count one more held request, or raise (429 per client, 503 in total)."""
+        mine = self._held.get(client, 0)
+        if mine >= self.per_client:
+            raise TooManyRequests(
+                f"{mine} requests from this address are already held (the limit is "
+                f"{self.per_client}): wait for them before asking for more",
+                self.retry_after,
+            )
+        if self._count >= self.total:
+            raise Unavailable(
+                f"the server already holds {self._count} requests: retry shortly",
+                self.retry_after,
+            )
+        self._held[client] = mine + 1
+        self._count += 1
+
+    def release(self, client: str) -> None:
+        mine = self._held.get(client, 0)
+        if mine <= 0:
+            raise ValueError(f"no held request of {client!r} to release")
+        if mine == 1:
+            del self._held[client]
+        else:
+            self._held[client] = mine - 1
+        self._count -= 1
+
+    @contextmanager
+    def hold(self, client: str) -> Iterator[None]:
+        self.acquire(client)
+        try:
+            yield
+        finally:
+            self.release(client)

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import pytest
+
+from majlis.errors import Unavailable
+from majlis.guard.holds import HoldLimiter
+from majlis.guard.ratelimit import TooManyRequests
+
+
+def test_per_client_cap_is_a_429() -> None:
+    holds = HoldLimiter(per_client=2, total=10)
+    holds.acquire("a")
+    holds.acquire("a")
+    with pytest.raises(TooManyRequests, match="2 requests from this address"):
+        holds.acquire("a")
+    holds.acquire("b")
+    assert (holds.held, holds.held_by("a"), holds.held_by("b")) == (3, 2, 1)
+
+
+def test_total_cap_is_a_503() -> None:
+    holds = HoldLimiter(per_client=5, total=3)
+    for client in "abc":
+        holds.acquire(client)
+    with pytest.raises(Unavailable) as refused:
+        holds.acquire("d")
+    assert refused.value.status == 503 and refused.value.retry_after == 1
+
+
+def test_release_frees_and_forgets() -> None:
+    holds = HoldLimiter(per_client=1, total=1)
+    with holds.hold("a"):
+        assert holds.held == 1
+    assert holds.held == 0 and holds.held_by("a") == 0
+    with pytest.raises(ValueError):
+        holds.release("a")
+
+
+def test_a_refused_hold_counts_nothing() -> None:
+    holds = HoldLimiter(per_client=1, total=5)
+    holds.acquire("a")
+    with pytest.raises(TooManyRequests), holds.hold("a"):
+        pass
+    assert holds.held == 1
+
+
+def test_released_even_when_the_held_request_fails() -> None:
+    holds = HoldLimiter(per_client=1, total=1)
+    with pytest.raises(RuntimeError), holds.hold("a"):
+        raise RuntimeError("timed out")
+    assert holds.held == 0
