@@ -107,6 +107,10 @@ class LiveSpace:
     space: dict[str, Any]
     speaker: subprocess.Popen[str]
     listener: Listener
+    # Opened before any fuzzer could use up this address's sessions: one for the fuzzers
+    # (which may end it), one that only the regression cases use.
+    listener_session: str
+    spare_session: str
 
     @property
     def base(self) -> str:
@@ -158,13 +162,15 @@ def start_speaker(server: RunningServer, space: dict[str, Any]) -> subprocess.Po
     return proc
 
 
-def wait_for_parts(server: RunningServer, space_id: str, timeout: float = 15.0) -> None:
-    """Poll until the space has a playlist with at least one complete segment."""
+def wait_for_parts(
+    server: RunningServer, space_id: str, segments: int = 1, timeout: float = 15.0
+) -> None:
+    """Poll until the space has at least ``segments`` complete segments."""
     deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:
         reply = request(server.base, "GET", f"/live/{space_id}/state.json")
-        if reply.status == 200 and reply.json()["segments"] >= 1:
+        if reply.status == 200 and reply.json()["segments"] >= segments:
             return
         last = f"{reply.status} {reply.body[:200]!r}"
         time.sleep(0.1)

@@ -34,6 +34,8 @@ from majlis.trust.audience import (
 routes = web.RouteTableDef()
 
 MAX_BODY_BYTES = 1024
+# Past any real listening time, and below 1e308, where a JSON integer stops being a float.
+MAX_SECONDS = 1e15
 # Open sessions per space; past this (after forgetting expired ones) new ones get 503.
 MAX_OPEN_SESSIONS = 100_000
 # Heartbeats closer together than this are refused: the player beats every 30 s.
@@ -99,7 +101,7 @@ async def _body(request: web.Request) -> dict[str, Any]:
         return {}
     try:
         value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise BadRequest("body is not valid JSON") from None
     if not isinstance(value, dict):
         raise BadRequest("body must be a JSON object")
@@ -119,7 +121,8 @@ def _mode(body: dict[str, Any], default: Mode | None) -> Mode:
 def _played(body: dict[str, Any]) -> float:
     value = body.get("played_s", 0)
     ok = isinstance(value, int | float) and not isinstance(value, bool)
-    if not ok or not math.isfinite(value) or value < 0:
+    # JSON integers have no bound, and isfinite() raises OverflowError past a float's range.
+    if not ok or abs(value) >= MAX_SECONDS or not math.isfinite(value) or value < 0:
         raise BadRequest("played_s must be a number of seconds >= 0")
     return float(value)
 

@@ -33,6 +33,9 @@ async def read_json_object(request: web.Request, limit: int) -> dict[str, Any]:
         value = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"body is not valid JSON: {exc}") from None
+    except RecursionError:
+        # About a thousand nested arrays fit in a small body and exhaust the parser's stack.
+        raise BadRequest("body is not valid JSON: nested too deeply") from None
     if not isinstance(value, dict):
         raise BadRequest("body must be a JSON object")
     return value

@@ -19,6 +19,8 @@ CORS = {"Access-Control-Allow-Origin": "*"}
 LIVE_CACHE = "public, max-age=1"
 # Signed once the space has ended; it never changes afterwards.
 SEALED_CACHE = "public, max-age=86400"
+# Far past any replay's length; NaN and infinity pass this test and are refused by clip.select.
+MAX_SECONDS = 1e15
 
 
 @routes.get("/.well-known/majlis-signing-key")
@@ -59,7 +61,8 @@ def _segments(space: Space) -> list[clip.SourceSegment]:
 
 def _number(body: dict[str, Any], name: str) -> float:
     value = body.get(name)
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    # JSON integers have no bound: float() raises OverflowError past 1e308.
+    if isinstance(value, bool) or not isinstance(value, int | float) or abs(value) > MAX_SECONDS:
         raise BadRequest(f"'{name}' is required and must be a number of seconds")
     return float(value)
 
