@@ -17,7 +17,75 @@ from majlis.config import (
     parse_bitrate,
     parse_bounded,
     parse_port_range,
+    parse_rate,
+    parse_seconds,
 )
+
+# Flags of the HTTP edge's limits: (flag, Settings field, parser of its text).
+_LIMIT_FLAGS: tuple[tuple[str, str, str], ...] = (
+    ("--listener-rate", "listener_rate", "RATE/BURST per listener address (default 100/400)"),
+    ("--listener-prefix-rate", "listener_prefix_rate", "per /24 or /48 (default 1000/4000)"),
+    ("--api-rate", "api_rate", "RATE/BURST per address on WHIP and /api (default 10/60)"),
+    ("--api-prefix-rate", "api_prefix_rate", "per /24 or /48 on WHIP and /api (default 50/300)"),
+    ("--max-held-per-address", "max_held_per_address", "held blocking requests (default 64)"),
+    ("--max-held", "max_held", "held blocking requests in total (default 6000)"),
+    ("--max-connections", "max_connections", "listener connections (default 8192)"),
+    ("--max-connections-per-address", "max_connections_per_address", "(default 256)"),
+    ("--speaker-connections", "speaker_connections", "reserved for WHIP/API (default 128)"),
+    ("--header-timeout", "header_timeout", "seconds to send a request head (default 5)"),
+    ("--idle-timeout", "idle_timeout", "seconds an idle keep-alive lasts (default 30)"),
+    ("--min-body-rate", "min_body_rate", "bytes/s a body must average (default 4096)"),
+    ("--max-url-bytes", "max_url_bytes", "request target length (default 4096)"),
+    ("--max-query-bytes", "max_query_bytes", "query string length (default 1024)"),
+    ("--max-header-bytes", "max_header_bytes", "one header line (default 8190)"),
+    ("--max-headers", "max_headers", "header lines per request (default 64)"),
+)
+
+
+def _limit_value(field: str, text: str) -> object:
+    if field.endswith("_rate") and field != "min_body_rate":
+        return parse_rate(text)
+    if field.endswith("_timeout"):
+        return parse_seconds(field.replace("_", " "), text, 0.1, 3600)
+    if field == "min_body_rate":
+        return float(parse_bounded("minimum body rate", text, 0, 1 << 30))
+    return parse_bounded(field.replace("_", " "), text, 1, 1 << 24)
+
+
+def _limit_changes(args: argparse.Namespace) -> dict[str, object]:
+    changes: dict[str, object] = {}
+    if args.trusted_proxy:
+        from majlis.guard.clients import parse_networks
+
+        entries = parse_addresses(args.trusted_proxy)
+        parse_networks(entries)  # refuse a bad block at start, not at the first request
+        changes["trusted_proxies"] = entries
+    if args.limit_exempt is not None:
+        from majlis.guard.clients import parse_networks
+
+        entries = () if args.limit_exempt == "none" else parse_addresses(args.limit_exempt)
+        parse_networks(entries)
+        changes["limit_exempt"] = entries
+    for _, field, _ in _LIMIT_FLAGS:
+        if (text := getattr(args, field)) is not None:
+            changes[field] = _limit_value(field, text)
+    return changes
+
+
+def _add_limit_flags(s: argparse.ArgumentParser) -> None:
+    g = s.add_argument_group("limits", "see docs/security.md for what each guards against")
+    g.add_argument(
+        "--trusted-proxy",
+        metavar="CIDR[,CIDR]",
+        help="proxies whose X-Forwarded-For is believed (default: none)",
+    )
+    g.add_argument(
+        "--limit-exempt",
+        metavar="CIDR[,CIDR]|none",
+        help="clients free of per-address limits (default: 127.0.0.0/8,::1)",
+    )
+    for flag, field, help_text in _LIMIT_FLAGS:
+        g.add_argument(flag, dest=field, metavar="N", help=help_text)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -37,6 +105,7 @@ def _serve(args: argparse.Namespace) -> int:
     if args.segment_parts:
         changes["segment_parts"] = parse_bounded("segment parts", args.segment_parts, 1, 30)
     changes.update(_admission(args))
+    changes.update(_limit_changes(args))
     settings = replace(settings, **changes)  # type: ignore[arg-type]
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
@@ -254,6 +323,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--segment-parts", help="parts per segment (default 5)")
     _add_admission(s)
     s.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    _add_limit_flags(s)
     s.set_defaults(func=_serve)
     _add_export(sub)
     _trust_commands(sub)

@@ -37,6 +37,9 @@ class Settings:
     # -- limits at the HTTP edge: docs/security.md gives the reason for each default -------
     # Proxies (CIDR blocks) whose X-Forwarded-For is believed; nobody else's is.
     trusted_proxies: tuple[str, ...] = ()
+    # Clients (CIDR blocks) that skip the per-address and per-network limits, not the totals:
+    # the machine itself by default (monitoring, a local proxy, tests).
+    limit_exempt: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     # (requests per second, burst) per client address (IPv6: per /64) and per network
     # (IPv4 /24, IPv6 /48). A live LL-HLS player makes ~10 requests a second.
     listener_rate: tuple[float, float] = (100.0, 400.0)

@@ -174,7 +174,10 @@ async def test_live_routes_take_only_numbers_and_bad_hls_params_are_400(
 
 
 async def test_rate_limits_answer_429_per_lane(tmp_path: Path) -> None:
-    flags = ("--listener-rate", "2/6", "--api-rate", "1/3", "--listener-prefix-rate", "100/100")
+    flags = (
+        "--listener-rate", "2/6", "--api-rate", "1/3", "--listener-prefix-rate", "100/100",
+        "--limit-exempt", "none",  # the test's own address, loopback, is exempt by default
+    )  # fmt: skip
     with majlis_server(tmp_path / "data", *flags) as server:
         space = server.create_space("Rates")  # one API request of the three
         async with aiohttp.ClientSession() as http:
@@ -199,7 +202,14 @@ async def test_rate_limits_answer_429_per_lane(tmp_path: Path) -> None:
 
 
 async def test_forwarded_for_counts_only_behind_a_trusted_proxy(tmp_path: Path) -> None:
-    flags = ("--listener-rate", "1/2", "--listener-prefix-rate", "100/100")
+    flags = (
+        "--listener-rate",
+        "1/2",
+        "--listener-prefix-rate",
+        "100/100",
+        "--limit-exempt",
+        "none",
+    )
     async with aiohttp.ClientSession() as http:
         with majlis_server(tmp_path / "a", *flags) as untrusted:
             space = untrusted.create_space("XFF ignored")
@@ -365,6 +375,7 @@ async def test_speaker_path_is_served_while_listener_connections_are_saturated(
     flags = (
         "--max-connections", str(pool), "--max-connections-per-address", str(pool),
         "--speaker-connections", "8", "--header-timeout", "30", "--idle-timeout", "60",
+        "--limit-exempt", "none",
     )  # fmt: skip
     with majlis_server(tmp_path / "data", *flags) as server:
         space = server.create_space("Saturated")

@@ -22,6 +22,7 @@ UNKNOWN = "unknown"
 class Client:
     address: str  # the key per client: an IPv4 address or an IPv6 /64
     prefix: str  # the key per network: IPv4 /24 or IPv6 /48
+    exempt: bool = False  # skips the per-address and per-prefix limits (not the totals)
 
 
 def parse_networks(entries: Iterable[str]) -> tuple[Network, ...]:
@@ -71,11 +72,13 @@ def client_address(
     return ip
 
 
-def client_keys(ip: Address | None) -> Client:
+def client_keys(ip: Address | None, exempt: tuple[Network, ...] = ()) -> Client:
     if ip is None:
         return Client(UNKNOWN, UNKNOWN)
+    free = is_trusted(ip, exempt)
     if isinstance(ip, ipaddress.IPv6Address):
         host = ipaddress.ip_network(f"{ip}/{IPV6_HOST_BITS}", strict=False)
         prefix = ipaddress.ip_network(f"{ip}/{IPV6_PREFIX_BITS}", strict=False)
-        return Client(str(host), str(prefix))
-    return Client(str(ip), str(ipaddress.ip_network(f"{ip}/{IPV4_PREFIX_BITS}", strict=False)))
+        return Client(str(host), str(prefix), free)
+    net = ipaddress.ip_network(f"{ip}/{IPV4_PREFIX_BITS}", strict=False)
+    return Client(str(ip), str(net), free)

@@ -31,10 +31,12 @@ class HoldLimiter:
     def held_by(self, client: str) -> int:
         return self._held.get(client, 0)
 
-    def acquire(self, client: str) -> None:
-        """Count one more held request, or raise (429 per client, 503 in total)."""
+    def acquire(self, client: str, exempt: bool = False) -> None:
+        """Count one more held request, or raise (429 per client, 503 in total).
+
+        An `exempt` client (see `--limit-exempt`) is held to the total only."""
         mine = self._held.get(client, 0)
-        if mine >= self.per_client:
+        if mine >= self.per_client and not exempt:
             raise TooManyRequests(
                 f"{mine} requests from this address are already held (the limit is "
                 f"{self.per_client}): wait for them before asking for more",
@@ -59,8 +61,8 @@ class HoldLimiter:
         self._count -= 1
 
     @contextmanager
-    def hold(self, client: str) -> Iterator[None]:
-        self.acquire(client)
+    def hold(self, client: str, exempt: bool = False) -> Iterator[None]:
+        self.acquire(client, exempt)
         try:
             yield
         finally:

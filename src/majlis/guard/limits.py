@@ -30,6 +30,7 @@ class Sizes:
 @dataclass(slots=True)
 class Limits:
     trusted: tuple[Network, ...]
+    exempt: tuple[Network, ...]
     listener_rate: RateLimiter
     api_rate: RateLimiter
     holds: HoldLimiter
@@ -45,6 +46,7 @@ class Limits:
     def from_settings(cls, s: Settings) -> Limits:
         return cls(
             trusted=parse_networks(s.trusted_proxies),
+            exempt=parse_networks(s.limit_exempt),
             listener_rate=RateLimiter(Rate(*s.listener_rate), Rate(*s.listener_prefix_rate)),
             api_rate=RateLimiter(Rate(*s.api_rate), Rate(*s.api_prefix_rate)),
             holds=HoldLimiter(s.max_held_per_address, s.max_held),

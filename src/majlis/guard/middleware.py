@@ -36,7 +36,8 @@ def client_of(request: web.Request) -> Client:
         return request[CLIENT]
     limits = request.app[LIMITS]
     forwarded = request.headers.get("X-Forwarded-For")
-    return client_keys(client_address(request.remote, forwarded, limits.trusted))
+    ip = client_address(request.remote, forwarded, limits.trusted)
+    return client_keys(ip, limits.exempt)
 
 
 @web.middleware
@@ -58,6 +59,8 @@ async def guard_middleware(request: web.Request, handler: Handler) -> web.Stream
         limits.refuse("listener_connections_full")
         request[_CLOSE] = True
         raise Unavailable("the server is at its listener connection limit: retry shortly", 1)
+    if client.exempt:
+        return await handler(request)
     limiter = limits.listener_rate if kind is Lane.LISTENER else limits.api_rate
     wait = limiter.check(client.address, client.prefix, request.app[CLOCK].monotonic())
     if wait:

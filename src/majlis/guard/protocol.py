@@ -95,7 +95,7 @@ class GuardedRequestHandler(RequestHandler):
         super().connection_made(transport)
         peer = transport.get_extra_info("peername")
         ip = parse_address(peer[0] if isinstance(peer, tuple) and peer else None)
-        exempt = is_trusted(ip, self.limits.trusted)
+        exempt = is_trusted(ip, self.limits.trusted) or is_trusted(ip, self.limits.exempt)
         self.slot = self.limits.connections.admit(client_keys(ip).address, exempt)
         if self.slot is None:
             self.limits.refuse("connections_full")

@@ -49,9 +49,9 @@ def _hold_timeout(space: Space) -> float:
 def _held(request: web.Request) -> Iterator[None]:
     """Count a request the server is about to hold; past the caps refuse it at once."""
     limits = request.app[LIMITS]
-    client = client_of(request).address
+    client = client_of(request)
     try:
-        limits.holds.acquire(client)
+        limits.holds.acquire(client.address, client.exempt)
     except TooManyRequests:
         limits.refuse("held_per_address")
         raise
@@ -61,7 +61,7 @@ def _held(request: web.Request) -> Iterator[None]:
     try:
         yield
     finally:
-        limits.holds.release(client)
+        limits.holds.release(client.address)
 
 
 def _not_started(space: Space) -> None:

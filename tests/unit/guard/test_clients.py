@@ -66,3 +66,10 @@ def test_bad_trusted_proxy_is_refused() -> None:
         "192.0.2.1/32",
         "10.0.0.0/8",
     ]
+
+
+def test_exempt_networks_mark_the_client() -> None:
+    loopback = parse_networks(["127.0.0.0/8", "::1"])
+    assert client_keys(parse_address("127.0.0.9"), loopback).exempt
+    assert client_keys(parse_address("::1"), loopback).exempt
+    assert not client_keys(parse_address("203.0.113.1"), loopback).exempt

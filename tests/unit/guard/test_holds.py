@@ -48,3 +48,11 @@ def test_released_even_when_the_held_request_fails() -> None:
     with pytest.raises(RuntimeError), holds.hold("a"):
         raise RuntimeError("timed out")
     assert holds.held == 0
+
+
+def test_exempt_clients_meet_only_the_total() -> None:
+    holds = HoldLimiter(per_client=1, total=3)
+    for _ in range(3):
+        holds.acquire("127.0.0.1", exempt=True)
+    with pytest.raises(Unavailable):
+        holds.acquire("127.0.0.1", exempt=True)

@@ -10,6 +10,7 @@ from majlis.guard.limits import Limits
 def test_default_settings_build_limits() -> None:
     limits = Limits.from_settings(Settings())
     assert limits.trusted == ()
+    assert [str(n) for n in limits.exempt] == ["127.0.0.0/8", "::1/128"]
     assert limits.listener_rate.address.rate == 100 and limits.listener_rate.address.burst == 400
     assert limits.holds.per_client == 64 and limits.holds.total == 6000
     assert limits.connections.listener_total == 8192
@@ -35,10 +36,12 @@ def test_parse_seconds() -> None:
 def test_serve_flags_set_the_limits() -> None:
     args = parser().parse_args(
         ["serve", "--trusted-proxy", "10.0.0.0/8, 192.0.2.1", "--listener-rate", "5/10",
-         "--max-held", "7", "--header-timeout", "1.5", "--min-body-rate", "0"]
+         "--max-held", "7", "--header-timeout", "1.5", "--min-body-rate", "0",
+         "--limit-exempt", "none"]
     )  # fmt: skip
     assert _limit_changes(args) == {
         "trusted_proxies": ("10.0.0.0/8", "192.0.2.1"),
+        "limit_exempt": (),
         "listener_rate": (5.0, 10.0),
         "max_held": 7,
         "header_timeout": 1.5,
