@@ -118,6 +118,8 @@ def _error(status: int, headers: dict[str, str], body: bytes, expected: int, cod
 async def test_sizes_get_json_refusals_and_no_traceback(tmp_path: Path) -> None:
     with majlis_server(tmp_path / "data", "--max-query-bytes", "256") as server:
         space = server.create_space("Sizes")
+        ready = await raw(server.base, _get("/readyz"))
+        assert ready.status == 200 and json.loads(ready.body) == {"status": "ready"}, ready
         cases = [
             (_get("/healthz", "X-Big: " + "a" * 9000 + "\r\n"), 431, "headers_too_large"),
             (_get("/healthz", "".join(f"X-{i}: v\r\n" for i in range(80))), 431,
