@@ -19,7 +19,7 @@ import pytest
 import pytest_asyncio
 from aiortc import RTCConfiguration, RTCPeerConnection
 
-from majlis.http import api, audience, ops, pages
+from majlis.http import admission, api, audience, ops, pages, trust
 from majlis.http import live as live_routes
 from majlis.http import whip as whip_routes
 from majlis.ingest.ice import configure_ice
@@ -430,6 +430,7 @@ async def test_openapi_document_names_exactly_the_routes(live: Live) -> None:
         if method != "parameters"
     }
     tables = (api.routes, audience.routes, live_routes.routes, ops.routes, pages.routes)
+    tables += (trust.routes, admission.routes)
     served = {
         (route.method, re.sub(r"\{(\w+):[^}]+\}", r"{\1}", route.path))
         for table in (*tables, whip_routes.routes)

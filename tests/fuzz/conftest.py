@@ -1,30 +1,13 @@
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.fuzz.client import request
-from tests.fuzz.live import Listener, LiveSpace, start_speaker, wait_for_parts
+from tests.fuzz.live import Listener, LiveSpace, generous_limits, start_speaker, wait_for_parts
 from tests.support.server import majlis_server, stop
-
-# Rates "per second/burst" far above what the fuzzers send from their one address: the
-# examples must reach the parsers, not the rate limiter that guards them.
-_LIMITS = {
-    f"--{who}{scope}-rate": "100000/100000"
-    for who in ("api", "listener")
-    for scope in ("", "-prefix")
-}
-
-
-def _generous_limits() -> list[str]:
-    """The rate-limit flags this server knows (older builds have none)."""
-    cmd = [sys.executable, "-m", "majlis.cli", "serve", "--help"]
-    usage = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=True).stdout
-    return [part for flag, value in _LIMITS.items() if flag in usage for part in (flag, value)]
 
 
 def _open_session(base: str, space_id: str) -> str:
@@ -36,7 +19,7 @@ def _open_session(base: str, space_id: str) -> str:
 @pytest.fixture(scope="session")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSpace]:
     """One server for the whole fuzz suite, with a space that stays live throughout."""
-    with majlis_server(tmp_path_factory.mktemp("fuzz") / "data", *_generous_limits()) as server:
+    with majlis_server(tmp_path_factory.mktemp("fuzz") / "data", *generous_limits()) as server:
         space = server.create_space("Fuzzed while live")
         speaker = start_speaker(server, space)
         try:

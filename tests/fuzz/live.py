@@ -144,6 +144,22 @@ class LiveSpace:
         self.listener.check_since(started)
 
 
+# Rates "per second/burst" far above what the fuzzers send from their one address: the
+# examples must reach the parsers, not the rate limiter that guards them.
+_LIMITS = {
+    f"--{who}{scope}-rate": "100000/100000"
+    for who in ("api", "listener")
+    for scope in ("", "-prefix")
+}
+
+
+def generous_limits() -> list[str]:
+    """The rate-limit flags this server knows (older builds have none)."""
+    cmd = [sys.executable, "-m", "majlis.cli", "serve", "--help"]
+    usage = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=True).stdout
+    return [part for flag, value in _LIMITS.items() if flag in usage for part in (flag, value)]
+
+
 def start_speaker(server: RunningServer, space: dict[str, Any]) -> subprocess.Popen[str]:
     cmd = [
         sys.executable, "-m", "tests.support.publish_tone", server.base,
