@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import sys
 import time
 from contextlib import ExitStack
@@ -21,11 +22,12 @@ import aiohttp
 import pytest
 
 from tests.support.audio import decode_mp4, tone_power
-from tests.support.nginx import RunningNginx, nginx_edge
+from tests.support.nginx import RunningNginx, free_port, nginx_edge
 from tests.support.server import RunningServer, majlis_server
 from tests.support.whip import ToneTrack, publish
 
 TONES = (440.0, 660.0, 880.0)
+_HINT = re.compile(r'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="p/(\d+)\.(\d+)\.m4s"')
 PRESENT = 0.15  # each of three equal tones carries about a third of the energy
 EDGES = 2
 LISTENERS = 1000
@@ -209,3 +211,47 @@ def test_an_edge_adds_under_half_a_second(edge_run: dict[str, Any]) -> None:
         pytest.skip(f"load generator starved (loop lag {lag}); edge latency {latency}")
     assert latency["n"] >= LISTENERS * edge_run["parts_in_window"] * 0.8, latency
     assert latency["p50"] <= MAX_EXTRA_MEDIAN_S, latency
+
+
+async def test_edge_keys_errors_and_forwarding(
+    server: RunningServer, http: aiohttp.ClientSession
+) -> None:
+    space = server.create_space("One edge")
+    pub = await publish(
+        http, server.base, space["whip_url"], space["speaker_token"], ToneTrack(440)
+    )
+    try:
+        with nginx_edge(server.base, "--workers", "1") as edge:
+            live = edge.base + space["playlist_url"]
+            await _wait_live(http, live)
+            async with http.get(live) as resp:
+                text = await resp.text()
+            msn, part = _HINT.search(text).groups()  # type: ignore[union-attr]
+            blocking = f"{live}?_HLS_msn={msn}&_HLS_part={part}"
+            async with http.get(blocking) as resp:
+                assert resp.status == 200
+                assert resp.headers["X-Cache-Status"] == "MISS"
+                first = await resp.read()
+            # Another parameter or another order: the same object, from the cache.
+            async with http.get(f"{live}?_HLS_part={part}&cb=1&_HLS_msn={msn}") as resp:
+                assert resp.headers["X-Cache-Status"] == "HIT"
+                assert await resp.read() == first
+
+            # A part asked for too early is a 404 each time, never a cached one.
+            ahead = f"{live.rsplit('/', 1)[0]}/p/{int(msn) + 5}.0.m4s"
+            for _ in range(2):
+                async with http.get(ahead) as resp:
+                    assert resp.status == 404
+                    assert resp.headers["X-Cache-Status"] != "HIT"
+                    assert (await resp.json())["error"] == "not_found"
+    finally:
+        await pub.pc.close()
+
+
+async def test_edge_without_origin_answers_json(http: aiohttp.ClientSession) -> None:
+    with nginx_edge(f"http://127.0.0.1:{free_port()}") as edge:
+        async with http.get(edge.base + "/live/abc/audio.m3u8") as resp:
+            assert resp.status == 502
+            body = await resp.json()
+    assert body["error"] == "bad_gateway" and body["status"] == 502, body
+    assert body["detail"]
