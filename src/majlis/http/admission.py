@@ -57,6 +57,11 @@ class Admission:
     def _recount(self, now: float) -> int:
         return sum(space.listeners.concurrent(now) for space in self.app.spaces.all())
 
+    def full(self, now: float) -> bool:
+        """Whether a newcomer would wait: the node is at capacity or people are in line."""
+        capacity = self.room.capacity
+        return capacity > 0 and self.admitted.value(now) + len(self.room) >= capacity
+
     def status(self, space_id: str | None, now: float) -> Status:
         return self.attack.status(space_id, now)
 
@@ -127,9 +132,14 @@ def setup(web_app: web.Application, app: App) -> None:
     web_app.add_routes(routes)
 
 
-def attack_mode_on(request: web.Request, space_id: str) -> bool:
+def room_state(request: web.Request, space_id: str) -> dict[str, bool]:
+    """What the listening page needs before Play: must it solve a challenge, or wait?"""
     admission = request.app[KEY]
-    return admission.status(space_id, admission.app.clock.wall()).difficulty is not None
+    now = admission.app.clock.wall()
+    return {
+        "attack_mode": admission.status(space_id, now).difficulty is not None,
+        "waiting_room": admission.full(now),
+    }
 
 
 async def _switch(request: web.Request, app: App) -> int | None:

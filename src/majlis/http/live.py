@@ -17,7 +17,7 @@ from majlis.app import App
 from majlis.errors import NotFound, Unavailable
 from majlis.guard.middleware import LIMITS, client_of
 from majlis.guard.ratelimit import TooManyRequests
-from majlis.http.admission import attack_mode_on
+from majlis.http.admission import room_state
 from majlis.packaging.liveedge import parse_blocking
 from majlis.packaging.playlist import render_multivariant
 from majlis.rooms.space import Space
@@ -157,8 +157,8 @@ async def part(request: web.Request) -> web.Response:
 @routes.get("/live/{space_id}/state.json")
 async def state(request: web.Request) -> web.Response:
     _, space = _space(request)
-    # The listening page says so when new listeners must solve a proof of work first.
-    document = {**space.state(), "attack_mode": attack_mode_on(request, space.id)}
+    # Whether a new listener must solve a proof of work or wait in line first.
+    document = {**space.state(), **room_state(request, space.id)}
     body = json.dumps(document, separators=(",", ":")).encode()
     etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
     headers = {**CORS, "Cache-Control": "public, max-age=1", "ETag": etag}

@@ -87,6 +87,18 @@
 
   async function togglePlay() {
     if (!player.paused) { player.pause(); return; }
+    if (admission.busy) return;
+    // When the room state says the node is full (a waiting line) or in attack mode (a proof
+    // of work), the session comes first and the player starts by itself once admitted.
+    // Otherwise the player starts at once and the session opens when it plays, as always.
+    if (!listening.id && (admissionNote.attack || admissionNote.full)) {
+      admission.busy = true;
+      $("play").disabled = true;
+      const session = await requestSession(true);
+      admission.busy = false;
+      $("play").disabled = false;
+      if (session) adopt(session);
+    }
     if (!hls && !player.src) attach();
     try { await player.play(); } catch (e) { /* needs a click: the Play button stays */ }
   }
@@ -121,6 +133,9 @@
       if (r.ok) {
         const state = await r.json();
         renderStage(state);
+        admissionNote.attack = state.attack_mode === true;
+        admissionNote.full = state.waiting_room === true;
+        showAdmission();
         if (state.status !== lastStatus) {
           const wasNotStarted = lastStatus === "scheduled";
           lastStatus = state.status;
@@ -154,26 +169,108 @@
     listening.played = 0;
     return Math.round(p * 1000) / 1000;
   }
-  async function startListening() {
-    if (listening.id || listening.starting) return;
-    listening.starting = true;
-    listening.mode = lastStatus === "ended" ? "replay" : "live";
+  function adopt(s) {
+    listening.id = s.session;
+    listening.mode = s.mode;
     listening.played = 0;
     listening.last = player.currentTime;
-    try {
-      const r = await fetch(base + "sessions", {
-        method: "POST",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ mode: listening.mode }),
-      });
-      if (r.status === 201) {
-        const s = await r.json();
-        listening.id = s.session;
-        listening.timer = setInterval(beat, s.heartbeat_s * 1000);
-      }
-    } catch (e) { /* not counted this time; playback is unaffected */ }
+    listening.timer = setInterval(beat, s.heartbeat_s * 1000);
+    showAdmission();
+  }
+  // Playing without a session: open one (quietly: whatever the server answers, playback
+  // that has started is never stopped by the line or a challenge).
+  async function startListening() {
+    if (listening.id || listening.starting || admission.busy) return;
+    listening.starting = true;
+    const session = await requestSession(false);
+    if (session && !listening.id) adopt(session);
     listening.starting = false;
   }
+  // ---- admission: the waiting line and attack mode's proof of work (docs/security.md) ----
+  // Only the session request is gated; the media URLs stay the same for everyone.
+  const admission = { busy: false, ticket: null };
+  const admissionNote = { attack: false, full: false, text: "" };
+  const note = document.createElement("p");
+  note.id = "admission";
+  note.setAttribute("role", "status");
+  note.setAttribute("aria-live", "polite");
+  note.hidden = true;
+  $("play").before(note);
+  const number = new Intl.NumberFormat(document.documentElement.lang);
+  const MAX_POW_TRIES = 3;
+
+  function showAdmission() {
+    // Attack mode matters to someone about to press Play, not to someone listening.
+    const text = admissionNote.text || (admissionNote.attack && !listening.id ? T.attack_mode : "");
+    note.textContent = text;
+    note.hidden = !text;
+  }
+  function showWaiting(w) {
+    let text = `${T.queue_full} ${T.queue_position.replace("{position}", number.format(w.position))}`;
+    if (typeof w.estimate_s === "number") {
+      const minutes = Math.round(w.estimate_s / 60);
+      text += " " + (minutes < 1 ? T.queue_soon : T.queue_estimate.replace("{minutes}", number.format(minutes)));
+    }
+    admissionNote.text = text;
+    showAdmission();
+  }
+  function loadPow() {
+    if (window.MajlisPow) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const script = document.createElement("script");
+      script.src = "/static/pow.js";
+      script.onload = resolve;
+      script.onerror = reject;
+      document.head.append(script);
+    });
+  }
+  const pause = (s) => new Promise((resolve) => setTimeout(resolve, s * 1000));
+
+  // A session for this page: waits in line and solves challenges as the server asks.
+  // Returns the session (with its mode), or null when the server refused for another reason.
+  async function requestSession(visible) {
+    const mode = lastStatus === "ended" ? "replay" : "live";
+    let proof = null;
+    let tries = 0;
+    try {
+      for (;;) {
+        if (!visible && player.paused) return null;
+        const body = { mode };
+        if (admission.ticket) body.ticket = admission.ticket;
+        if (proof) body.pow = proof;
+        proof = null;
+        const r = await fetch(base + "sessions", {
+          method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+        });
+        const answer = await r.json().catch(() => ({}));
+        if (r.status === 201) {
+          admission.ticket = null;
+          return { ...answer, mode };
+        }
+        if (r.status === 202 && answer.waiting) {
+          admission.ticket = answer.ticket;
+          if (visible) showWaiting(answer);
+          await pause(answer.retry_after || 1);
+        } else if (r.status === 401 && answer.challenge && tries++ < MAX_POW_TRIES) {
+          if (visible) { admissionNote.text = T.checking; showAdmission(); }
+          await loadPow();
+          const solved = await MajlisPow.solve(answer.challenge, answer.difficulty);
+          window.__majlisPow = { ...solved, difficulty: answer.difficulty }; // the last solve, for diagnostics
+          proof = { challenge: answer.challenge, nonce: solved.nonce };
+        } else if (r.status === 403 && admission.ticket) {
+          admission.ticket = null; // the ticket is no good (another address?): line up again
+        } else {
+          return null;
+        }
+      }
+    } catch (e) {
+      return null; // not counted this time; playback is unaffected
+    } finally {
+      admissionNote.text = "";
+      showAdmission();
+    }
+  }
+
   async function beat() {
     if (!listening.id) return;
     const body = JSON.stringify({ mode: listening.mode, played_s: takePlayed() });
