@@ -32,11 +32,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 STYLES = ("hint", "reload")
-_PART = re.compile(rb'#EXT-X-PART:[^\n]*URI="p/(\d+)\.(\d+)\.m4s"')
-_HINT = re.compile(rb'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="p/(\d+)\.(\d+)\.m4s"')
+_HINT = b'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="p/'
+_PART = b'URI="p/'  # before the hint, only EXT-X-PART lines name parts
 _METRIC = re.compile(r'^majlis_live_responses_total\{kind="(\w+)"\} (\d+)', re.M)
-# The tail of a live playlist that holds its parts (3 segments of 5) and the preload hint.
-_TAIL = 4096
 
 Pos = tuple[int, int]  # (media sequence number, part index)
 
@@ -165,11 +163,31 @@ def _kind(target: str) -> str:
     return "part" if "/p/" in target else "other"
 
 
-def parse_playlist(body: bytes) -> tuple[list[Pos], Pos | None]:
-    tail = body[-_TAIL:]
-    parts = [(int(m), int(i)) for m, i in _PART.findall(tail)]
-    hint = _HINT.search(tail)
-    return parts, ((int(hint.group(1)), int(hint.group(2))) if hint else None)
+def parse_playlist(body: bytes, after: Pos) -> tuple[list[Pos], Pos | None]:
+    """The parts listed after ``after``, in order, and the preload hint.
+
+    Read backwards from the end: a listener following the live edge needs the last one or
+    two parts, and a regular expression over the whole playlist would cost more than the
+    request itself.
+    """
+    end = body.rfind(_HINT)
+    hint = _position(body, end + len(_HINT)) if end >= 0 else None
+    if end < 0:
+        end = len(body)
+    new: list[Pos] = []
+    while (at := body.rfind(_PART, 0, end)) >= 0:
+        pos = _position(body, at + len(_PART))
+        if pos <= after:
+            break
+        new.append(pos)
+        end = at
+    new.reverse()
+    return new, hint
+
+
+def _position(body: bytes, start: int) -> Pos:
+    dot = body.index(b".", start)
+    return int(body[start:dot]), int(body[dot + 1 : body.index(b".", dot + 1)])
 
 
 @dataclass
@@ -216,7 +234,7 @@ class Listener:
         if status != 200:
             return
         _, self.init, _ = await self._get(main, "init.mp4")
-        listed, hint = parse_playlist(body)
+        listed, hint = parse_playlist(body, (-1, -1))
         last: Pos = listed[-1] if listed else (-1, -1)  # start at the live edge
         while hint is not None and time.perf_counter() < stop_at[0]:
             reload = f"audio.m3u8?_HLS_msn={hint[0]}&_HLS_part={hint[1]}"
@@ -229,13 +247,12 @@ class Listener:
             if status != 200:
                 await asyncio.sleep(0.2)
                 continue
-            listed, hint = parse_playlist(body)
+            listed, hint = parse_playlist(body, last)
             for pos in listed:
-                if pos > last:
-                    pstatus, data, at = await self._get(main, f"p/{pos[0]}.{pos[1]}.m4s")
-                    if pstatus == 200:
-                        self._record(pos, data, at)
-                    last = pos
+                pstatus, data, at = await self._get(main, f"p/{pos[0]}.{pos[1]}.m4s")
+                if pstatus == 200:
+                    self._record(pos, data, at)
+                last = pos
 
     async def _hint(self, side: Client, pos: Pos) -> bool:
         status, data, at = await self._get(side, f"p/{pos[0]}.{pos[1]}.m4s")
@@ -384,7 +401,7 @@ async def run(cfg: dict[str, Any]) -> dict[str, Any]:
 async def _live_edge(origin: Client, base: str, segment_parts: int, probe: dict[str, int]) -> int:
     """The position of the part the origin writes next, from its live playlist's hint."""
     status, body, _ = await origin.get(base + "audio.m3u8", probe)
-    _, hint = parse_playlist(body)
+    _, hint = parse_playlist(body, (1 << 62, 0))
     assert status == 200 and hint is not None, f"no live playlist at the origin: {status}"
     return hint[0] * segment_parts + hint[1]
 
