@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import sys
 import time
@@ -15,6 +16,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from playwright.async_api import Page
 
 from majlis.admission.pow import solve
 from majlis.http.pages import strings
@@ -240,10 +242,22 @@ async def test_attack_mode_switches_itself_on_under_a_burst_and_off_after_quiet(
         assert (await start(http, server.base, space))[0] == 201
 
 
+async def _queue_text(page: Page, starts: str) -> str:
+    await page.wait_for_function(
+        "(t) => document.getElementById('admission').textContent.startsWith(t)",
+        arg=starts,
+        timeout=15_000,
+    )
+    text = await page.text_content("#admission")
+    assert text is not None
+    return text
+
+
 async def test_the_page_solves_the_challenge_waits_in_line_and_plays(
     tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:
-    en = strings("en")
+    en, ar = strings("en"), strings("ar")
+    shots = Path(os.environ.get("MAJLIS_SCREENSHOTS") or tmp_path)
     args = ("--attack-mode", "--max-listeners", "1")
     with majlis_server(tmp_path / "data", *args) as server:
         created = server.create_space("Crowded")
@@ -261,14 +275,18 @@ async def test_the_page_solves_the_challenge_waits_in_line_and_plays(
                 assert await page.text_content("#admission") == en["attack_mode"]
                 await install_ear(page)
                 await page.click("#play")
-                await page.wait_for_function(
-                    "(t) => document.getElementById('admission').textContent.startsWith(t)",
-                    arg=en["queue_full"],
-                    timeout=15_000,
-                )
-                text = await page.text_content("#admission")
-                assert text is not None and en["queue_position"].format(position=1) in text, text
+                text = await _queue_text(page, en["queue_full"])
+                assert en["queue_position"].format(position=1) in text, text
                 solved = await page.evaluate("window.__majlisPow")
+                # Second in line, in Arabic: the note reads right to left (digits as Intl gives them).
+                arabic = await browser.new_page(viewport={"width": 600, "height": 700})
+                await arabic.goto(server.base + created["page_url"] + "?lang=ar")
+                await arabic.wait_for_function("document.getElementById('admission')?.textContent")
+                await arabic.click("#play")
+                text = await _queue_text(arabic, ar["queue_full"])
+                assert ar["queue_position"].format(position=2) in text, text
+                assert await arabic.evaluate(_DIRECTION) == "rtl"
+                await arabic.screenshot(path=shots / "space-waiting-ar.png", full_page=True)
                 rates = await page.evaluate(_HASH_RATES)
                 print(
                     f"\nPoW in Chromium: {solved['difficulty']} bits solved in "
@@ -282,9 +300,18 @@ async def test_the_page_solves_the_challenge_waits_in_line_and_plays(
                 heard = await listen_for(page, TONE, within=20)
                 assert heard.rms > 0.05, heard
                 assert await page.is_hidden("#admission")
+                # The Arabic page moved up to the head of the line.
+                await arabic.wait_for_function(
+                    "(t) => document.getElementById('admission').textContent.includes(t)",
+                    arg=ar["queue_position"].format(position=1),
+                    timeout=10_000,
+                )
+                assert await arabic.evaluate("document.getElementById('player').paused")
         finally:
             await unpublish(http, server.base, pub)
 
+
+_DIRECTION = "getComputedStyle(document.getElementById('admission')).direction"
 
 # Hashes per second of the page's pure-JS SHA-256 and of crypto.subtle.digest, on the same
 # 48-byte messages, one after another (awaiting each digest, as a solver must).

@@ -25,6 +25,7 @@ from majlis.admission.pow import MAX_DIFFICULTY, MIN_DIFFICULTY, Challenge, PowR
 from majlis.admission.seal import load_secret
 from majlis.app import App
 from majlis.errors import BadRequest, Forbidden, Unavailable
+from majlis.guard.middleware import client_of
 from majlis.http.auth import is_admin, require_admin, space_claims
 from majlis.http.body import read_json_object
 from majlis.rooms.space import Space
@@ -66,10 +67,12 @@ class Admission:
         return self.attack.status(space_id, now)
 
     def gate(
-        self, space: Space, body: dict[str, Any], client: str, now: float
+        self, request: web.Request, space: Space, body: dict[str, Any], now: float
     ) -> web.Response | None:
-        """None when a session may start now; else the answer to send (wait or challenge).
-        ``client`` is the address key the session limiter uses (IPv4, or IPv6 /64)."""
+        """None when a session may start now; else the answer to send (wait or challenge)."""
+        # Tickets and challenges are bound to the client as the guard sees it: an IPv4
+        # address or IPv6 /64, read from X-Forwarded-For behind a trusted proxy (an edge).
+        client = client_of(request).address
         ticket = body.get("ticket")
         if ticket is not None and not isinstance(ticket, str):
             raise BadRequest("ticket must be a string")

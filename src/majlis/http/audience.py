@@ -148,7 +148,7 @@ async def start_session(request: web.Request) -> web.Response:
     space.listeners.sweep(now)
     if len(space.listeners) >= MAX_OPEN_SESSIONS:
         raise Unavailable("too many open listener sessions in this space", HEARTBEAT_S)
-    if (answer := admission.gate(space, body, key, now)) is not None:
+    if (answer := admission.gate(request, space, body, now)) is not None:
         return answer
     sid = secrets.token_urlsafe(16)
     ua = user_agent_class(request.headers.get("User-Agent"))
