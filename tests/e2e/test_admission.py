@@ -213,8 +213,9 @@ async def _audience(server: RunningServer, space: str, events: int) -> dict[str,
     deadline = time.monotonic() + 10
     while True:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "majlis.cli", "audience", space, "--data", str(server.data),
-            "--json", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            # A space id may begin with "-": it goes after "--".
+            sys.executable, "-m", "majlis.cli", "audience", "--data", str(server.data),
+            "--json", "--", space, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         out, err = await asyncio.wait_for(proc.communicate(), 30)
         assert proc.returncode == 0, err.decode()
@@ -278,7 +279,7 @@ async def test_the_page_solves_the_challenge_waits_in_line_and_plays(
                 text = await _queue_text(page, en["queue_full"])
                 assert en["queue_position"].format(position=1) in text, text
                 solved = await page.evaluate("window.__majlisPow")
-                # Second in line, in Arabic: the note reads right to left (digits as Intl gives them).
+                # Second in line, in Arabic: the note reads right to left.
                 arabic = await browser.new_page(viewport={"width": 600, "height": 700})
                 await arabic.goto(server.base + created["page_url"] + "?lang=ar")
                 await arabic.wait_for_function("document.getElementById('admission')?.textContent")
