@@ -36,7 +36,7 @@ MEASURE_S = 20.0
 # requests on a 500 ms timer, so a coalesced request waits 0-0.5 s more than the first one.
 MAX_EXTRA_MEDIAN_S = 0.5
 # Past this event-loop lag (median) the listeners' clock is not good enough to judge.
-MAX_LOAD_LOOP_LAG_S = 0.02
+MAX_LOAD_LOOP_LAG_S = 0.04
 # Parts counted at the window's two ends may straddle it: allow one more per edge and kind.
 BOUNDARY = 1
 

@@ -270,13 +270,15 @@ server {{
     # blocking reload names a playlist version that never changes (max-age=6), the plain
     # live playlist changes with every part (max-age=1), the replay after the end lives 60 s
     # and the multivariant playlist 5 minutes. proxy_cache_valid only covers answers without
-    # Cache-Control (errors): a 404 (space not started) for a second, nothing else.
+    # Cache-Control (errors), for a second: a 404 (space not started) and a 503 (no part
+    # within the hold: the stream stalled), so the listeners waiting on the lock get it at
+    # once instead of taking turns at the origin, one hold each.
     location ~ "^/live/{_SPACE}/[a-z]+\\.m3u8$" {{
         proxy_cache majlis_live;
         proxy_cache_key "$uri?$majlis_hls_msn$majlis_hls_part$majlis_hls_skip";
         # N listeners asking for the same blocking reload: one origin request, held there.
         proxy_cache_lock on;
-        proxy_cache_valid 404 1s;
+        proxy_cache_valid 404 503 1s;
         open_file_cache off;
         proxy_pass {scheme}://majlis_origin$uri?$majlis_hls_msn$majlis_hls_part$majlis_hls_skip;
     }}

@@ -39,6 +39,7 @@ def test_playlist_key_holds_the_ll_hls_parameters_and_only_those() -> None:
     assert f"proxy_pass http://majlis_origin{key};" in playlists
     assert "proxy_cache_lock on;" in playlists
     assert "open_file_cache off;" in playlists
+    assert "proxy_cache_valid 404 503 1s;" in playlists
 
 
 def test_media_is_keyed_by_path_and_coalesced() -> None:
