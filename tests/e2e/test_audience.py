@@ -248,8 +248,8 @@ async def test_metrics_series_are_present_and_well_formed(
         bounds = [float(lab["le"]) for lab, _ in buckets[:-1]]
         assert bounds == sorted(bounds)
         # Bounded labels only: a space (live spaces only), a status code, a bucket, a job,
-        # a connection pool, the reason of a refusal.
-        allowed = {"space", "code", "le", "group", "pool", "reason"}
+        # a connection pool, the reason of a refusal, the kind of a /live/ response.
+        allowed = {"space", "code", "le", "group", "pool", "reason", "kind"}
         for name, rows in samples.items():
             for labels, _ in rows:
                 assert set(labels) <= allowed, (name, labels)

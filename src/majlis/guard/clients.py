@@ -3,6 +3,7 @@ the keys its limits are counted under."""
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -75,6 +76,13 @@ def client_address(
 def client_keys(ip: Address | None, exempt: tuple[Network, ...] = ()) -> Client:
     if ip is None:
         return Client(UNKNOWN, UNKNOWN)
+    return _keys(ip, exempt)
+
+
+# Building networks costs tens of microseconds, more than the rate check itself; the same
+# few thousand addresses ask again and again.
+@functools.lru_cache(maxsize=16_384)
+def _keys(ip: Address, exempt: tuple[Network, ...]) -> Client:
     free = is_trusted(ip, exempt)
     if isinstance(ip, ipaddress.IPv6Address):
         host = ipaddress.ip_network(f"{ip}/{IPV6_HOST_BITS}", strict=False)

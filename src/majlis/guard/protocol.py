@@ -168,6 +168,8 @@ class GuardedRequestHandler(RequestHandler):
     def _watch_body(self, payload: object) -> None:
         if not isinstance(payload, StreamReader) or payload.is_eof():
             return
+        if self._body_timer is not None:
+            self._body_timer.cancel()  # a pipelined request's body: watch the newest
         self._body = payload
         self._body_started = self._loop.time()
         self._body_timer = self._loop.call_later(BODY_CHECK_S, self._check_body)
