@@ -443,3 +443,28 @@ async def _until_segments(http: aiohttp.ClientSession, base: str, space: str, co
             return
         assert time.monotonic() < deadline, state
         await asyncio.sleep(0.2)
+
+
+async def test_one_address_cannot_take_every_connection(tmp_path: Path) -> None:
+    flags = (
+        "--max-connections", "100", "--max-connections-per-address", "3",
+        "--speaker-connections", "2", "--header-timeout", "30", "--limit-exempt", "none",
+    )  # fmt: skip
+    with majlis_server(tmp_path / "data", *flags) as server:
+        space = server.create_space("Per address")
+        mine = [await _open(server.base) for _ in range(3)]  # this address's listener share
+        try:
+            # Past its share, the address reaches only the speaker reserve: listener URLs are
+            # refused there, the API is served.
+            listener = await raw(server.base, _get(space["playlist_url"]))
+            assert listener.status == 503 and listener.error()["error"] == "unavailable"
+            api = await raw(server.base, _get(f"/api/spaces/{space['id']}"))
+            assert api.status == 200, api
+            mine += [await _open(server.base) for _ in range(2)]  # the reserve, too
+            refused = await raw(server.base, b"")
+            assert refused.status == 503 and refused.headers["retry-after"] == "1", refused
+            assert "connection limit" in str(refused.error()["detail"])
+            assert refused.closed_after < 1.0, "refused at accept, not after a timeout"
+        finally:
+            for _, writer in mine:
+                writer.close()
