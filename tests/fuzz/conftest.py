@@ -24,11 +24,11 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSpace]:
         speaker = start_speaker(server, space)
         try:
             wait_for_parts(server, space["id"])
-            sessions = [_open_session(server.base, space["id"]) for _ in range(2)]
+            session = _open_session(server.base, space["id"])
             listener = Listener(server.base, space["id"], segment_parts=5)
             listener.start()
             try:
-                yield LiveSpace(server, space, speaker, listener, *sessions)
+                yield LiveSpace(server, space, speaker, listener, session)
             finally:
                 listener.stop()
         finally:

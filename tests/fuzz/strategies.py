@@ -7,6 +7,7 @@ do, so most examples stay close enough to valid input to reach the deep checks.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Callable
 from typing import Any
@@ -33,9 +34,15 @@ _FUZZ = settings(
 )
 
 
+# A longer campaign than `make test` runs: MAJLIS_FUZZ_SCALE=20 MAJLIS_FUZZ_RANDOM=1
+# bash scripts/test.sh tests/fuzz (twenty times the examples, new ones on every run).
+SCALE = max(1, int(os.environ.get("MAJLIS_FUZZ_SCALE", "1")))
+RANDOM = os.environ.get("MAJLIS_FUZZ_RANDOM") == "1"
+
+
 def fuzz(max_examples: int) -> settings:
     """The fuzz suite's settings with its own bound on examples."""
-    return settings(_FUZZ, max_examples=max_examples)
+    return settings(_FUZZ, max_examples=max_examples * SCALE, derandomize=not RANDOM)
 
 
 Mutation = Callable[[st.DrawFn, list[bytes]], list[bytes]]

@@ -41,6 +41,15 @@ CASES = [
         "speaker",
         "media section has no direction attribute",
     ),
+    # OBS's offer without its m=video line: BUNDLE "0 1" but one section, whose mid is 1.
+    # aiortc left the section without a transport: 500, then AttributeError in close().
+    Crash(
+        "whip-bundle-missing-mid.sdp",
+        "/whip/{live}",
+        "application/sdp",
+        "speaker",
+        "BUNDLE names mid '0', which no media section has",
+    ),
     # Not a crash: U+2028 hid a second m= section from check_offer, but not from aiortc.
     Crash(
         "whip-line-separator.sdp",
@@ -73,7 +82,8 @@ CASES = [
 
 @pytest.mark.parametrize("case", CASES, ids=[c.file for c in CASES])
 def test_crash_is_now_a_400(live: LiveSpace, replay: dict[str, Any], case: Crash) -> None:
-    path = case.path.format(live=live.id, replay=replay["id"], session=live.spare_session)
+    session = live.open_session() if "{session}" in case.path else ""
+    path = case.path.format(live=live.id, replay=replay["id"], session=session)
     headers = {"Content-Type": case.content_type}
     if case.auth == "admin":
         headers.update(live.admin())

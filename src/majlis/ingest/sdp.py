@@ -54,6 +54,7 @@ def check_offer(body: bytes, max_bytes: int) -> str:
     if candidates > MAX_CANDIDATES:
         raise BadRequest(f"SDP offer has {candidates} candidates; the limit is {MAX_CANDIDATES}")
     _check_directions(lines)
+    _check_bundle(lines)
     return text
 
 
@@ -70,6 +71,25 @@ def _check_directions(lines: list[str]) -> None:
                 )
             start, found = number, False
         found = found or line in _DIRECTIONS
+
+
+def _check_bundle(lines: list[str]) -> None:
+    # aiortc moves every section of a BUNDLE group onto the transport of the first mid it
+    # names: a mid that no section has leaves them with none, and answering crashes.
+    first_media = next(i for i, line in enumerate(lines) if line.startswith("m="))
+    mids: dict[int, str] = {}  # section → its mid; like aiortc, the last a=mid counts
+    section = 0
+    for line in lines[first_media:]:
+        section += line.startswith("m=")
+        if line.startswith("a=mid:"):
+            mids[section] = line[6:]
+    for number, line in enumerate(lines[:first_media], start=1):
+        bits = line[8:].split() if line.startswith("a=group:") else []
+        for mid in bits[1:] if bits[:1] == ["BUNDLE"] else []:
+            if mid not in mids.values():
+                raise BadRequest(
+                    f"SDP line {number}: BUNDLE names mid {mid[:32]!r}, which no media section has"
+                )
 
 
 def _check_line(number: int, line: str) -> None:
