@@ -91,7 +91,7 @@
     // When the room state says the node is full (a waiting line) or in attack mode (a proof
     // of work), the session comes first and the player starts by itself once admitted.
     // Otherwise the player starts at once and the session opens when it plays, as always.
-    if (!listening.id && (admissionNote.attack || admissionNote.full)) {
+    if (!listening.id && !listening.starting && (admissionNote.attack || admissionNote.full)) {
       admission.busy = true;
       $("play").disabled = true;
       const session = await requestSession(true);
