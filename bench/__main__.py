@@ -14,7 +14,7 @@ import traceback
 
 from bench import report
 
-ALL = ("edge_latency", "cpu", "ear")
+ALL = ("edge_latency", "cpu", "ear", "flood")
 
 
 def run(name: str) -> bool:

@@ -23,7 +23,8 @@ decoding it and finding the tones with an FFT. Every figure below comes from
   records how busy the rest of the machine was while it measured.
 - **Reproduce:** `make bench` runs everything inside a loopback-only network namespace and
   rewrites `bench/results.json` and this page. `make bench ARGS="cpu"` (or
-  `bash scripts/test.sh --bench cpu`) runs one benchmark (`edge_latency`, `cpu`, `ear`);
+  `bash scripts/test.sh --bench cpu`) runs one benchmark (`edge_latency`, `cpu`, `ear`,
+  `flood`);
   `.venv/bin/python -m bench report` only re-renders this page.
 - Percentiles are numpy's (linear interpolation between the nearest ranks).
 """
@@ -321,6 +322,153 @@ def _by_thread(threads: dict[str, list[list[Any]]]) -> list[str]:
     ]
 
 
+# -- flood ----------------------------------------------------------------------------------
+
+FLOOD_KINDS = {
+    "held": "blocking reloads (`_HLS_msn` of the segment in progress), one per socket",
+    "slowloris": "request headers trickled a byte per second, never finished",
+    "playlist": "`GET audio.m3u8`",
+    "part": "`GET` of recent parts and segments, and of parts far ahead",
+    "session": "`POST /live/{space}/sessions`: no body, junk JSON, binary, 20 KB",
+    "whip": "WHIP offers: no or forged token, speaker token with garbage SDP",
+    "whip_idle": "WHIP offers with the speaker token whose peer never connects",
+}
+FLOOD_TARGETS = {
+    "started_on_time": "first part within 2 s of the first speaker's WHIP POST",
+    "parts_on_time_under_flood": "≥ 99.9 % of parts at each listener ≤ part + 1 s after due",
+    "speakers_kept_and_heard": "both speakers on stage and connected, both tones in the mix",
+    "memory_bounded": "peak RSS growth within the limit",
+    "recovered": "back to the baseline ≤ 5 s after the flood stopped",
+}
+
+
+def _flood_rows(data: dict[str, Any]) -> list[list[str]]:
+    start = data["start"]
+    under = data["parts_under_flood"]
+    after = data["after_flood"]
+    mem = data["memory"]
+    speakers = data["speakers"]
+    met = data["met"]
+    return [
+        [FLOOD_TARGETS["started_on_time"],
+         f"{_s(start['join_to_first_part_s'])} (creating the space took "
+         f"{_s(start.get('create_space_s'))})",
+         _verdict(met["started_on_time"])],
+        [FLOOD_TARGETS["parts_on_time_under_flood"],
+         f"{under['on_time_share']:.3%} of {under['expected']} ({under['missing']} missing)",
+         _verdict(met["parts_on_time_under_flood"])],
+        [FLOOD_TARGETS["speakers_kept_and_heard"],
+         f"connected: {', '.join(speakers['connected']) or 'none'}; tone share under flood "
+         f"{_tone_shares(speakers['tone_power_under_flood'])}, at the end "
+         f"{_tone_shares(speakers['tone_power_at_end'])}",
+         _verdict(met["speakers_kept_and_heard"])],
+        [FLOOD_TARGETS["memory_bounded"],
+         f"{mem['rss_before_flood_mb']:.0f} → peak {mem['rss_peak_mb']:.0f} MB "
+         f"(+{mem['peak_growth_mb']:.0f}, limit +{mem['limit_growth_mb']:.0f}); "
+         f"{mem['rss_end_mb']:.0f} MB at the end",
+         _verdict(met["memory_bounded"])],
+        [FLOOD_TARGETS["recovered"], f"{_s(after['recovery_s'], 1)}",
+         _verdict(met["recovered"])],
+    ]  # fmt: skip
+
+
+def _tone_shares(powers: dict[str, Any]) -> str:
+    return " / ".join(f"{k} Hz {v:.2f}" for k, v in powers.items() if k != "seconds")
+
+
+def _delay_row(name: str, st: dict[str, Any]) -> list[str]:
+    return [name, str(st.get("count", 0)), _ms(st.get("p50")), _ms(st.get("p95")),
+            _ms(st.get("p99")), _ms(st.get("max"))]  # fmt: skip
+
+
+def flood(data: dict[str, Any]) -> list[str]:
+    rates = data["flood"]
+    plan = data["plan"]
+    kinds = rates["kinds"]
+    under = data["parts_under_flood"]
+    after = data["after_flood"]
+    rows = [
+        [f"`{k}`", FLOOD_KINDS.get(k, ""), f"{v['requests_per_s']:.0f}",
+         str(v["peak_connections"]), _statuses(v)]
+        for k, v in kinds.items() if k != "scout"
+    ]  # fmt: skip
+    out = [
+        "## Proof under flood",
+        "",
+        f"A separate process floods the server for {plan['seconds']:.0f} s from "
+        f"{plan['sources']} loopback addresses in 4 /24 prefixes. "
+        "While it runs, the space is created, two aiortc speakers with tones (440 and 660 Hz) "
+        f"join by WHIP (the first {data['start']['flood_running_for_s']:.0f} s into the "
+        "flood), and "
+        f"{data['listeners']} listeners, each from its own address and /24, follow the live "
+        "edge as LL-HLS players do (blocking reload + preload hint + every part). After the "
+        f"flood they listen on for {data['scale']['after_flood_s']:.0f} s. A part is *due* "
+        "when its last sample was mixed (its segment's PROGRAM-DATE-TIME plus the part "
+        "durations before it and its own); its **delay** is how long after that a listener "
+        'had it. Reproduce: `make bench ARGS="flood"`.',
+        "",
+        *_table(["target", "measured", "verdict"], _flood_rows(data)),
+        "",
+        "What the flood achieved (requests sent per second over the flood; connections "
+        "open at once, peak; the server's answers):",
+        "",
+        *_table(["kind", "what", "req/s", "peak conns", "answers"], rows),
+        "",
+        *_table(
+            ["part delay after due", "parts", "p50", "p95", "p99", "max"],
+            [
+                _delay_row("under the flood", under["delay_after_due_s"]),
+                _delay_row(
+                    f"baseline: last {data['scale']['baseline_s']:.0f} s, no flood",
+                    after["baseline_delay_s"],
+                ),
+            ],
+        ),
+        "",
+        f"Back to normal means ≥ 99 % of the parts of every 0.5 s window within "
+        f"{_ms(after['normal_delay_bound_s'])} (the baseline's p99 + 100 ms).",
+        "",
+        *_flood_load(data),
+    ]
+    if ratio := data.get("p95_delay_under_flood_vs_baseline"):
+        out += ["", f"p95 delay under the flood is {ratio:.2f}× the baseline's."]
+    return [*out, "", _measured(data)]
+
+
+def _flood_load(data: dict[str, Any]) -> list[str]:
+    rates = data["flood"]
+    health = data.get("healthz_s", {})
+    under, after = health.get("under_flood", {}), health.get("after_flood", {})
+    drops = data.get("speaker_drops_in_server_log") or []
+    return [
+        f"- CPU during the flood, in cores: server {data['server_cores_during_flood']:.2f} "
+        f"({data.get('server_cpu_ms_per_flood_response', 0):.2f} ms per flood response), "
+        f"flood client {rates['client_cpu_s'] / max(rates['seconds'] or 1, 1):.2f}, "
+        f"listeners and speakers {data.get('listener_process_cores_during_flood', 0):.2f}, "
+        f"whole machine {data.get('machine_cores_during_flood', 0):.2f} (the rest is other "
+        "work on the shared cores).",
+        f"- The server's event loop: `GET /healthz` took p50 {_s(under.get('p50'))}, max "
+        f"{_s(under.get('max'))} under the flood; p50 {_s(after.get('p50'))}, max "
+        f"{_s(after.get('max'))} from 5 s after it.",
+        f"- Our speakers dropped by the server: "
+        f"{'; '.join(f'`{d}`' for d in drops) if drops else 'none'}. Stage at the end: "
+        f"{', '.join(data['speakers']['stage']) or 'empty'} (`junk` are the flood's idle WHIP "
+        "peers, dropped after their 15 s connect grace).",
+        f"- Listener request errors: "
+        f"{_value(data['listener_errors']) if data['listener_errors'] else 'none'}.",
+        *(["- Refused or timed out, then retried: " + "; ".join(f"`{r}`" for r in retries)]
+          if (retries := data.get("retries")) else []),
+    ]  # fmt: skip
+
+
+def _statuses(kind: dict[str, Any]) -> str:
+    parts = [f"{code}: {n}" for code, n in kind["statuses"].items()]
+    parts += [f"{name}: {n}" for name, n in kind["errors"].items()]
+    if kind.get("closed_by_server"):
+        parts.append(f"closed by server: {kind['closed_by_server']}")
+    return ", ".join(parts) or "none (held open)"
+
+
 # -- sections written by other benchmarks ---------------------------------------------------
 
 TITLES = {
@@ -444,6 +592,14 @@ def summary(results: dict[str, Any]) -> list[str]:
              f"{_pct(last['media'])} CPU-s/min",
              f"≤ {d['targets']['media']:.0f} CPU-s/min (10 %)", _verdict(d["met"]["media"])],
         ]  # fmt: skip
+    if "flood" in results:
+        d = results["flood"]
+        rows.append(
+            [f"Parts on time for {d['listeners']} listeners under a "
+             f"{d['flood']['seconds']:.0f} s flood (and the other flood targets)",
+             f"{d['parts_under_flood']['on_time_share']:.3%}", "≥ 99.9 %",
+             _verdict(all(d["met"].values()))]
+        )  # fmt: skip
     if not rows:
         return []
     return ["## Summary", "", *_table(["figure", "measured", "target", "verdict"], rows), ""]
@@ -452,8 +608,9 @@ def summary(results: dict[str, Any]) -> list[str]:
 RENDERERS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "edge_latency": edge_latency,
     "cpu": cpu,
+    "flood": flood,
 }
-ORDER = ("edge_latency", "ear_latency", "join_time", "cpu")
+ORDER = ("edge_latency", "ear_latency", "join_time", "cpu", "flood")
 
 
 def _machine(results: dict[str, Any]) -> str:

@@ -67,7 +67,7 @@ class Plan:
     whip_rate: float = 60.0
     whip_idle_rate: float = 0.2
     connections_per_kind: int = 32
-    sources: int = 64
+    sources: int = 16
     source_prefix: str = "127.77"
 
     def args(self) -> list[str]:

@@ -13,17 +13,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import re
+import subprocess
 import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import numpy as np
@@ -47,6 +50,7 @@ NORMAL_MARGIN_S = 0.1
 RECOVERY_WINDOW_S = 0.5
 RECOVERY_SHARE = 0.99
 
+T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[2]
 _PART = re.compile(r'#EXT-X-PART:DURATION=([\d.]+),URI="p/(\d+)\.(\d+)\.m4s"')
 _HINT = re.compile(r'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="p/(\d+)\.(\d+)\.m4s"')
@@ -193,6 +197,8 @@ class ProcessSampler:
         self.pid = pid
         self.interval = interval
         self.samples: list[tuple[float, int, float]] = []  # (wall, RSS bytes, CPU seconds)
+        # (wall, busy CPU seconds of the whole machine, CPU seconds of this process)
+        self.machine: list[tuple[float, float, float]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -218,6 +224,16 @@ class ProcessSampler:
             stat = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
             cpu = (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
             self.samples.append((time.time(), rss_kb * 1024, cpu))
+            ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+            busy = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+            self.machine.append((time.time(), busy, time.process_time()))
+
+    def cores(self, start: float, stop: float) -> tuple[float, float]:
+        """(whole machine, this process) cores used on average between two instants."""
+        inside = [m for m in self.machine if start <= m[0] <= stop] or self.machine[-1:]
+        first, last = inside[0], inside[-1]
+        span = max(last[0] - first[0], 1e-9)
+        return (last[1] - first[1]) / span, (last[2] - first[2]) / span
 
     def at(self, wall: float) -> tuple[float, int, float]:
         """The last sample taken at or before ``wall`` (the first one if none)."""
@@ -230,6 +246,7 @@ class Run:
     """Everything observed in one run, analysed by `analyse`."""
 
     flood: dict[str, Any] = field(default_factory=dict)
+    server_flags: list[str] = field(default_factory=list)
     flood_ready_at: float = 0.0
     first_join_at: float = 0.0
     first_part_seen_at: float = 0.0
@@ -239,6 +256,12 @@ class Run:
     stage: list[dict[str, Any]] = field(default_factory=list)
     speakers_connected: list[str] = field(default_factory=list)
     server_exit: int | None = None
+    # (wall, seconds) of `GET /healthz` on a connection of its own: the event loop's lag
+    health: list[tuple[float, float]] = field(default_factory=list)
+    server_log: str = ""
+    speaker_sessions: list[str] = field(default_factory=list)  # WHIP session ids
+    create_space_s: float = 0.0
+    retries: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
 
@@ -265,6 +288,19 @@ async def _first_part(http: aiohttp.ClientSession, url: str, deadline: float) ->
     raise AssertionError("no part was published within the deadline")
 
 
+async def _probe_health(url: str, run: Run) -> None:
+    connector = aiohttp.TCPConnector(limit=1, local_addr=("127.30.0.1", 0))
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+        while True:
+            began = time.perf_counter()
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                async with http.get(url) as resp:
+                    await resp.read()
+            run.health.append((time.time(), time.perf_counter() - began))
+            await asyncio.sleep(0.5)
+
+
 async def _flood_line(stream: asyncio.StreamReader, within: float) -> dict[str, Any]:
     line = await asyncio.wait_for(stream.readline(), within)
     if not line:
@@ -273,18 +309,44 @@ async def _flood_line(stream: asyncio.StreamReader, within: float) -> dict[str, 
     return data
 
 
+def server_flags() -> list[str]:
+    """Flags that make every loopback address a client of its own, if the server has them.
+
+    The server exempts loopback from per-address limits by default; here 127.0.0.0/8 stands
+    for the Internet, so the flood's addresses must be limited like any other.
+    """
+    help_text = subprocess.run(
+        [sys.executable, "-m", "majlis.cli", "serve", "--help"],
+        capture_output=True, text=True, timeout=30, check=False,
+    ).stdout  # fmt: skip
+    return ["--limit-exempt", "none"] if "--limit-exempt" in help_text else []
+
+
 async def run_scenario(workdir: Path, plan: Plan, scale: Scale) -> Run:
     """Run the whole scenario against a fresh server; returns what was observed."""
-    run = Run()
-    with majlis_server(workdir / "data") as server:
+    run = Run(server_flags=server_flags())
+    # Objects left by whatever ran before in this process (a whole test session) would make
+    # every full collection pause the listeners for tens of milliseconds: set them aside.
+    gc.collect()
+    gc.freeze()
+    try:
+        await _run(workdir, plan, scale, run)
+    finally:
+        gc.unfreeze()
+    return run
+
+
+async def _run(workdir: Path, plan: Plan, scale: Scale, run: Run) -> None:
+    # INFO logs say why a speaker left the stage.
+    with majlis_server(workdir / "data", "--verbose", *run.server_flags) as server:
         run.sampler = ProcessSampler(server.process.pid)
         run.sampler.start()
         try:
             await _with_flood(server.base, server.admin_token, plan, scale, run)
         finally:
             run.sampler.stop()
+            run.server_log = server.log()
         run.server_exit = server.process.poll()
-    return run
 
 
 async def _with_flood(base: str, admin: str, plan: Plan, scale: Scale, run: Run) -> None:
@@ -297,7 +359,12 @@ async def _with_flood(base: str, admin: str, plan: Plan, scale: Scale, run: Run)
         ready = await _flood_line(flood.stdout, 30)
         run.flood_ready_at = ready["at"]
         await asyncio.sleep(scale.flood_lead_s)
-        await _live_part(base, admin, flood.stdin, flood.stdout, plan, scale, run)
+        probe = asyncio.create_task(_probe_health(base + "/healthz", run))
+        try:
+            await _live_part(base, admin, flood.stdin, flood.stdout, plan, scale, run)
+        finally:
+            probe.cancel()
+            await asyncio.gather(probe, return_exceptions=True)
     finally:
         if flood.returncode is None:
             with contextlib.suppress(ProcessLookupError):
@@ -314,24 +381,26 @@ async def _live_part(
     scale: Scale,
     run: Run,
 ) -> None:
-    space = await _create_space(base, admin)
-    commands.write(
-        (
-            json.dumps({"space_id": space["id"], "speaker_token": space["speaker_token"]}) + "\n"
-        ).encode()
-    )
+    began = time.time()
+    space = await _retry(lambda: _create_space(base, admin), "creating the space", run)
+    run.create_space_s = time.time() - began
+    point = {"space_id": space["id"], "speaker_token": space["speaker_token"]}
+    commands.write((json.dumps(point) + "\n").encode())
     await commands.drain()
     playlist = base + space["playlist_url"]
     connector = aiohttp.TCPConnector(limit=0, local_addr=("127.20.1.1", 0))
-    async with aiohttp.ClientSession(
-        connector=connector, timeout=aiohttp.ClientTimeout(total=30)
-    ) as http:
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
         pubs: list[Publisher] = []
         try:
             run.first_join_at = time.time()
-            pubs.append(await _speaker(http, base, space, 0))
-            run.first_part_seen_at = await _first_part(http, playlist, time.time() + 20)
-            pubs.append(await _speaker(http, base, space, 1))
+            pubs.append(await _retry(lambda: _speaker(http, base, space, 0), "speaker 1", run))
+            try:
+                run.first_part_seen_at = await _first_part(http, playlist, time.time() + 60)
+            except AssertionError as exc:
+                run.errors.append(str(exc))
+            pubs.append(await _retry(lambda: _speaker(http, base, space, 1), "speaker 2", run))
+            run.speaker_sessions = [p.location.rsplit("/", 1)[1] for p in pubs]
             await _listen(base, space, playlist, reports, plan, scale, run)
             run.speakers_connected = [
                 n
@@ -341,6 +410,23 @@ async def _live_part(
         finally:
             for pub in pubs:
                 await pub.pc.close()
+
+
+# A client that is refused or times out under the flood tries again, as people do; the
+# time it took counts against the target, the failures are reported.
+RETRY_FOR_S = 60.0
+
+
+async def _retry(attempt: Callable[[], Awaitable[T]], what: str, run: Run) -> T:
+    deadline = time.time() + RETRY_FOR_S
+    while True:
+        try:
+            return await attempt()
+        except (AssertionError, aiohttp.ClientError, TimeoutError) as exc:
+            run.retries.append(f"{what}: {str(exc)[:200] or type(exc).__name__}")
+            if time.time() > deadline:
+                raise
+        await asyncio.sleep(0.5)
 
 
 async def _speaker(
@@ -475,9 +561,12 @@ def analyse(run: Run, plan: Plan, scale: Scale) -> dict[str, Any]:
     baseline = _stats([d.delay for d in after if d.due >= base_from])
     normal = baseline.get("p99", 0.0) + NORMAL_MARGIN_S
     recovered = recovery([d for d in after if d.due < base_from], stop, normal)
-    start_s = run.first_part_seen_at - run.first_join_at
+    start_s = run.first_part_seen_at - run.first_join_at if run.first_part_seen_at else None
     first_due = run.timeline.due(0)
     memory = _memory(run, start, stop)
+    cpu_per_response = _cpu_per_response(flood, memory, stop - start)
+    assert run.sampler is not None
+    machine, own = run.sampler.cores(start, stop)
     names = [s["name"] for s in run.stage]
     ear = run.listeners[0] if run.listeners else None
     tones_flood = _tones(ear, run.timeline, stop) if ear else {}
@@ -488,7 +577,7 @@ def analyse(run: Run, plan: Plan, scale: Scale) -> dict[str, Any]:
     kept = all(n in names for n in SPEAKER_NAMES) and run.speakers_connected == list(SPEAKER_NAMES)
     on_time = _on_time(during)
     met = {
-        "started_on_time": start_s <= START_TARGET_S,
+        "started_on_time": start_s is not None and start_s <= START_TARGET_S,
         "parts_on_time_under_flood": bool(during) and on_time >= ON_TIME_TARGET,
         "speakers_kept_and_heard": kept and heard,
         "memory_bounded": memory["peak_growth_mb"] <= memory["limit_growth_mb"],
@@ -497,8 +586,10 @@ def analyse(run: Run, plan: Plan, scale: Scale) -> dict[str, Any]:
     return {
         "flood": _flood_rates(flood),
         "listeners": len(run.listeners),
+        "server_flags": run.server_flags,
         "start": {
-            "join_to_first_part_s": round(start_s, 3),
+            "create_space_s": round(run.create_space_s, 3),
+            "join_to_first_part_s": round(start_s, 3) if start_s is not None else None,
             "join_to_first_part_due_s": round(first_due - run.first_join_at, 3)
             if first_due
             else None,
@@ -518,7 +609,8 @@ def analyse(run: Run, plan: Plan, scale: Scale) -> dict[str, Any]:
             "on_time_share": round(_on_time(after), 5),
             "baseline_delay_s": baseline,
             "normal_delay_bound_s": round(normal, 4),
-            "recovery_s": round(recovered, 2),
+            # None: no part was made after the flood (the space died under it).
+            "recovery_s": round(recovered, 2) if after else None,
             "target_s": RECOVERY_TARGET_S,
         },
         "speakers": {
@@ -529,10 +621,27 @@ def analyse(run: Run, plan: Plan, scale: Scale) -> dict[str, Any]:
         },
         "memory": memory,
         "server_cores_during_flood": memory.pop("cores"),
+        "server_cpu_ms_per_flood_response": cpu_per_response,
+        "machine_cores_during_flood": round(machine, 2),
+        "listener_process_cores_during_flood": round(own, 2),
+        "healthz_s": {
+            "under_flood": _stats([h for w, h in run.health if w <= stop]),
+            "after_flood": _stats([h for w, h in run.health if w > stop + RECOVERY_TARGET_S]),
+        },
+        "speaker_drops_in_server_log": _drops(run.server_log, run.speaker_sessions),
         "listener_errors": dict(sum((ln.errors for ln in run.listeners), Counter())),
         "met": met,
         "errors": run.errors,
+        "retries": run.retries[:20],
     }
+
+
+_DROP = re.compile(r"publisher (\S+) dropped: ([^\n]*)")
+
+
+def _drops(log: str, sessions: list[str]) -> list[str]:
+    """Why the server dropped each of our speakers, from its log."""
+    return [f"{m[1]}: {m[2][:160]}" for m in _DROP.finditer(log) if m[1] in sessions]
 
 
 # Peak RSS may grow by this much under the flood: ~40 KB per held connection, set from
@@ -562,6 +671,12 @@ def _memory(run: Run, start: float, stop: float) -> dict[str, Any]:
         "samples": len(sampler.samples),
         "cores": round((at_stop[2] - before[2]) / max(stop - start, 1e-9), 3),
     }
+
+
+def _cpu_per_response(flood: dict[str, Any], memory: dict[str, Any], seconds: float) -> float:
+    """Server CPU over the flood ÷ responses it gave the flood (listeners' share included)."""
+    answered: int = sum(v.get("responses", 0) for v in flood.get("kinds", {}).values())
+    return round(float(memory["cores"]) * seconds / max(answered, 1) * 1000, 3)
 
 
 def _flood_rates(flood: dict[str, Any]) -> dict[str, Any]:
