@@ -30,7 +30,13 @@ class Settings:
     live_window_segments: int = 30
     # A speaker whose audio stops arriving for this long is dropped from the stage.
     speaker_stall_timeout: float = 5.0
-    max_speakers: int = 12
+    # WebRTC publishers per space: the host, max_cohosts co-hosts and stage_speakers speakers.
+    max_speakers: int = 13
+    # The stage: speakers besides the host and co-hosts, and co-hosts besides the host.
+    stage_speakers: int = 10
+    max_cohosts: int = 2
+    # A control WebSocket that sends nothing for this long is closed (clients ping).
+    control_idle_timeout: float = 120.0
     max_sdp_bytes: int = 64 * 1024
     max_json_bytes: int = 16 * 1024
     admin_token: str | None = None
@@ -97,6 +103,8 @@ class Settings:
             changes["aac_bitrate"] = parse_bitrate(rate)
         if frames := env.get("MAJLIS_PART_FRAMES"):
             changes["part_frames"] = parse_bounded("part frames", frames, 3, 47)
+        if idle := env.get("MAJLIS_CONTROL_IDLE_S"):
+            changes["control_idle_timeout"] = parse_seconds("control idle timeout", idle, 1, 3600)
         if parts := env.get("MAJLIS_SEGMENT_PARTS"):
             changes["segment_parts"] = parse_bounded("segment parts", parts, 1, 30)
         return replace(self, **changes)  # type: ignore[arg-type]

@@ -8,8 +8,13 @@ from aiohttp import web
 
 from majlis.app import App
 from majlis.errors import BadRequest
-from majlis.http.auth import is_admin, require_admin, space_claims
+from majlis.http import control, stage
+from majlis.http.auth import is_admin, require_admin
 from majlis.http.body import read_json_object
+from majlis.http.stage import actor_of
+from majlis.rooms import calendar
+from majlis.rooms.registry import parse_schedule
+from majlis.rooms.roles import require
 from majlis.rooms.space import Space
 from majlis.rooms.tokens import Role
 
@@ -28,6 +33,9 @@ def space_urls(space: Space) -> dict[str, str]:
         "multivariant_url": f"/live/{space.id}/index.m3u8",
         "state_url": f"/live/{space.id}/state.json",
         "page_url": f"/s/{space.id}",
+        "control_url": f"/api/spaces/{space.id}/control",
+        "listener_join_url": f"/api/spaces/{space.id}/listeners/join",
+        "event_url": f"/api/spaces/{space.id}/event.ics",
     }
 
 
@@ -35,7 +43,10 @@ def space_summary(space: Space) -> dict[str, Any]:
     return {
         "id": space.id,
         "title": space.title,
+        "description": space.description,
+        "language": space.language,
         "status": space.status.value,
+        "starts_at": space.starts_at,
         "created_at": space.created_at,
         "started_at": space.started_at,
         "ended_at": space.ended_at,
@@ -52,7 +63,7 @@ async def create_space(request: web.Request) -> web.Response:
     if not isinstance(title, str):
         raise BadRequest("'title' is required and must be a string")
     try:
-        created = await app.spaces.create(title)
+        created = await app.spaces.create(title, parse_schedule(body, app.clock.wall()))
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
     space = created.space
@@ -88,6 +99,41 @@ async def end_space(request: web.Request) -> web.Response:
     app = _app(request)
     space = app.spaces.get(request.match_info["space_id"])
     if not is_admin(app, request):
-        space_claims(app, request, space.id, Role.HOST)
+        actor, _ = actor_of(app, request, space)
+        require(actor, Role.HOST)
     await app.spaces.end(space)
     return web.json_response(space_summary(space))
+
+
+@routes.get("/api/spaces/{space_id}/event.ics")
+async def event(request: web.Request) -> web.Response:
+    """The space as a calendar event: its scheduled start, else when it started or was made."""
+    app = _app(request)
+    space = app.spaces.get(request.match_info["space_id"])
+    starts = space.starts_at or space.started_at or space.created_at
+    origin = f"{request.scheme}://{request.host}"
+    body = calendar.event(
+        uid=f"{space.id}@majlis",
+        title=space.title,
+        description=space.description,
+        url=f"{origin}/s/{space.id}",
+        starts_at=starts,
+        stamp=space.created_at,
+        language=space.language,
+    )
+    return web.Response(
+        body=body,
+        content_type="text/calendar",
+        charset="utf-8",
+        headers={
+            "Cache-Control": "public, max-age=60",
+            "Content-Disposition": f'attachment; filename="{space.id}.ics"',
+        },
+    )
+
+
+# The stage's routes for listeners and the participants' control socket are part of this API.
+for _table in (stage.routes, control.routes):
+    for _route in _table:
+        assert isinstance(_route, web.RouteDef)
+        routes.route(_route.method, _route.path, **_route.kwargs)(_route.handler)

@@ -162,6 +162,10 @@ async def state(request: web.Request) -> web.Response:
     body = json.dumps(document, separators=(",", ":")).encode()
     etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
     headers = {**CORS, "Cache-Control": "public, max-age=1", "ETag": etag}
-    if request.headers.get("If-None-Match") == etag:
+    # RFC 9110 13.1.2: a list of tags, weak ones compared by their opaque part, or "*".
+    wanted = {
+        t.strip().removeprefix("W/") for t in request.headers.get("If-None-Match", "").split(",")
+    }
+    if etag in wanted or "*" in wanted:
         return web.Response(status=304, headers=headers)
     return web.Response(body=body, content_type="application/json", headers=headers)

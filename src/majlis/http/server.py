@@ -14,6 +14,7 @@ from majlis.guard import middleware as guard
 from majlis.guard.limits import Limits
 from majlis.guard.protocol import GuardedSite
 from majlis.http import admission, api, audience, live, ops, pages, responses, trust, whip
+from majlis.http.control import setup as setup_stage
 from majlis.http.errors import Handler, error_middleware
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ def build(app: App) -> web.Application:
     pages.add_static(web_app)
     audience.setup(web_app, app)
     admission.setup(web_app, app)
+    setup_stage(web_app)  # the stage: listeners' routes and the participants' control socket
     web_app.on_response_prepare.append(responses.count_status)
     return web_app
 

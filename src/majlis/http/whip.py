@@ -5,10 +5,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from majlis.app import App
-from majlis.errors import NotFound, UnsupportedMediaType
-from majlis.http.auth import space_claims
+from majlis.errors import Forbidden, NotFound, UnsupportedMediaType
 from majlis.http.body import read_limited
+from majlis.http.stage import actor_of
 from majlis.ingest.sdp import check_offer
+from majlis.rooms.roles import require
+from majlis.rooms.space import Space
+from majlis.rooms.stage import clean_name
 from majlis.rooms.tokens import Role
 
 routes = web.RouteTableDef()
@@ -27,6 +30,12 @@ def _app(request: web.Request) -> App:
     return app
 
 
+def _publisher(app: App, request: web.Request, space: Space) -> None:
+    """Only people on the stage (or holding the shared speaker link) touch WHIP sessions."""
+    actor, _ = actor_of(app, request, space)
+    require(actor, Role.HOST, Role.COHOST, Role.SPEAKER)
+
+
 @routes.options("/whip/{space_id}")
 async def preflight(request: web.Request) -> web.Response:
     return web.Response(status=204, headers={**CORS, "Accept-Post": "application/sdp"})
@@ -36,14 +45,16 @@ async def preflight(request: web.Request) -> web.Response:
 async def publish(request: web.Request) -> web.Response:
     app = _app(request)
     space = app.spaces.get(request.match_info["space_id"])
-    claims = space_claims(app, request, space.id, Role.HOST, Role.SPEAKER)
+    actor, claims = actor_of(app, request, space)
+    if actor.role is Role.LISTENER:
+        raise Forbidden("listeners publish only after accepting an invitation to the stage")
     if request.content_type != "application/sdp":
         raise UnsupportedMediaType("WHIP offers must be sent as Content-Type: application/sdp")
     body = await read_limited(request, app.settings.max_sdp_bytes)
     offer = check_offer(body, app.settings.max_sdp_bytes)
-    name = request.query.get("name", "").strip()[:MAX_NAME_CHARS] or claims.role.value
+    name = clean_name(request.query.get("name", ""), "")[:MAX_NAME_CHARS]
     was_started = space.started_at is not None
-    session_id, answer = await space.publish(claims.role, name, offer)
+    session_id, answer = await space.publish(actor, name, offer, claims.token_id)
     if not was_started:
         await app.spaces.mark_started(space)
     location = f"/whip/{space.id}/{session_id}"
@@ -65,7 +76,7 @@ async def trickle(request: web.Request) -> web.Response:
     # The answer already carries every server candidate and aiortc cannot add remote ones
     # or restart ICE, so PATCH is not supported (RFC 9725 section 4.3.1 allows 405).
     space = _app(request).spaces.get(request.match_info["space_id"])
-    space_claims(_app(request), request, space.id, Role.HOST, Role.SPEAKER)
+    _publisher(_app(request), request, space)
     if request.match_info["session_id"] not in space.speakers:
         raise NotFound("no such WHIP session in this space")
     raise web.HTTPMethodNotAllowed(
@@ -79,6 +90,6 @@ async def trickle(request: web.Request) -> web.Response:
 async def leave(request: web.Request) -> web.Response:
     app = _app(request)
     space = app.spaces.get(request.match_info["space_id"])
-    space_claims(app, request, space.id, Role.HOST, Role.SPEAKER)
+    _publisher(app, request, space)
     await space.unpublish(request.match_info["session_id"])
     return web.Response(status=200, headers=CORS)

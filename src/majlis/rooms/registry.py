@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import secrets
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from majlis.clock import Clock
 from majlis.config import Settings
 from majlis.errors import NotFound
-from majlis.rooms.space import Space, Status
+from majlis.rooms.space import Space, Status, load_stage
 from majlis.rooms.tokens import Role, TokenSigner
 from majlis.storage.database import Database, SpaceRow
 from majlis.storage.recording import Recording, write_durably
@@ -23,6 +25,52 @@ log = logging.getLogger(__name__)
 
 TOKEN_LIFETIME_S = 7 * 24 * 3600
 MAX_TITLE_CHARS = 200
+MAX_DESCRIPTION_CHARS = 2000
+# BCP 47 language tags as people write them (en, ar, ar-EG, zh-Hant-TW); not a full parser.
+LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}")
+# A scheduled start may lie this far ahead at most (and not more than a day behind).
+MAX_SCHEDULE_AHEAD_S = 366 * 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """What a space announces before it starts: all optional."""
+
+    description: str = ""
+    language: str | None = None
+    starts_at: float | None = None
+
+
+def parse_schedule(body: dict[str, object], now: float) -> Schedule:
+    """Validate `description`, `language` and `starts_at` (ISO 8601 with a time zone)."""
+    description = body.get("description", "")
+    if not isinstance(description, str):
+        raise ValueError("'description' must be a string")
+    if len(description) > MAX_DESCRIPTION_CHARS:
+        raise ValueError(f"description is longer than {MAX_DESCRIPTION_CHARS} characters")
+    language = body.get("language")
+    if language is not None and (
+        not isinstance(language, str) or not LANGUAGE_TAG.fullmatch(language)
+    ):
+        raise ValueError("'language' must be a language tag such as en, ar or ar-EG")
+    starts_at = body.get("starts_at")
+    if starts_at is not None:
+        starts_at = _instant(starts_at)
+        if not now - 86_400 <= starts_at <= now + MAX_SCHEDULE_AHEAD_S:
+            raise ValueError("'starts_at' must lie between a day ago and a year from now")
+    return Schedule(description.strip(), language, starts_at)
+
+
+def _instant(value: object) -> float:
+    if not isinstance(value, str) or len(value) > 40:
+        raise ValueError("'starts_at' must be an ISO 8601 date and time string")
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"'starts_at' is not an ISO 8601 date and time: {value[:40]!r}") from None
+    if moment.tzinfo is None:
+        raise ValueError("'starts_at' needs a time zone, e.g. 2026-12-01T18:00:00Z or +03:00")
+    return moment.timestamp()
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +117,10 @@ class SpaceRegistry:
             clock=self.clock,
             recording=Recording(self.data / "spaces" / row.id),
             disk=self.disk,
+            db=self.db,
+            description=row.description,
+            language=row.language,
+            starts_at=row.starts_at,
         )
         self._spaces[row.id] = space
         return space
@@ -78,6 +130,7 @@ class SpaceRegistry:
         for row in await self.db.spaces():
             space = self._space(row)
             space.started_at, space.ended_at = row.started_at, row.ended_at
+            load_stage(space.stage, await self.db.stage(row.id))
             entries = space.recording.load_entries()
             space.edge.resume_after(entries)
             if space.recording.has_init():
@@ -119,22 +172,29 @@ class SpaceRegistry:
 
         space.provenance.sealed = await asyncio.get_running_loop().run_in_executor(self.disk, write)
 
-    async def create(self, title: str) -> Created:
+    async def create(self, title: str, schedule: Schedule | None = None) -> Created:
         title = title.strip()
         if not title:
             raise ValueError("title must not be empty")
         if len(title) > MAX_TITLE_CHARS:
             raise ValueError(f"title is longer than {MAX_TITLE_CHARS} characters")
-        row = SpaceRow(new_space_id(), title, Status.SCHEDULED.value, self.clock.wall(), None, None)
+        plan = schedule or Schedule()
+        row = SpaceRow(
+            new_space_id(), title, Status.SCHEDULED.value, self.clock.wall(), None, None,
+            plan.description, plan.language, plan.starts_at,
+        )  # fmt: skip
         await self.db.insert_space(row)
         space = self._space(row)
         space.recording.create()
-        expires = self.clock.wall() + TOKEN_LIFETIME_S
+        expires = self.token_expiry()
         return Created(
             space,
             self.signer.issue(row.id, Role.HOST, expires),
             self.signer.issue(row.id, Role.SPEAKER, expires),
         )
+
+    def token_expiry(self) -> float:
+        return self.clock.wall() + TOKEN_LIFETIME_S
 
     def get(self, space_id: str) -> Space:
         space = self._spaces.get(space_id) if valid_space_id(space_id) else None

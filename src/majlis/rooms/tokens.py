@@ -1,7 +1,10 @@
 """Signed, expiring capability tokens: `<base64url claims>.<base64url HMAC-SHA256>`.
 
-A token names one space and one role; whoever holds it may do what the role allows in that
-space and nothing else. No passwords are needed to listen: media URLs carry no token.
+A token names one space, one role and (except the shared invite-anyone speaker link) one
+subject: the person it was issued to. Whoever holds it may do what the role allows in that
+space and nothing else; the stage decides the current role of a subject (a speaker promoted to
+co-host keeps their token), and revocations and bans are checked on every use
+(majlis.rooms.roles). No passwords are needed to listen: media URLs carry no token.
 """
 
 from __future__ import annotations
@@ -21,7 +24,10 @@ MAX_TOKEN_CHARS = 1024
 
 class Role(StrEnum):
     HOST = "host"
+    COHOST = "cohost"
     SPEAKER = "speaker"
+    # A listener's anonymous session: raise a hand, accept an invitation, react.
+    LISTENER = "audience"
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +36,8 @@ class Claims:
     role: Role
     expires_at: float
     token_id: str
+    # Who the token was issued to; "" for the host's and the shared speaker link's tokens.
+    subject: str = ""
 
 
 def _b64(data: bytes) -> str:
@@ -46,11 +54,13 @@ class TokenSigner:
             raise ValueError("token secret must be at least 32 bytes")
         self._secret = secret
 
-    def issue(self, space_id: str, role: Role, expires_at: float) -> str:
-        body = json.dumps(
-            {"s": space_id, "r": role.value, "e": int(expires_at), "i": secrets.token_hex(8)},
-            separators=(",", ":"),
-        ).encode()
+    def issue(self, space_id: str, role: Role, expires_at: float, subject: str = "") -> str:
+        raw: dict[str, str | int] = {
+            "s": space_id, "r": role.value, "e": int(expires_at), "i": secrets.token_hex(8)
+        }  # fmt: skip
+        if subject:
+            raw["u"] = subject
+        body = json.dumps(raw, separators=(",", ":")).encode()
         payload = _b64(body)
         return f"{payload}.{self._sign(payload)}"
 
@@ -66,7 +76,12 @@ class TokenSigner:
             raise Unauthorized("token signature is invalid")
         try:
             raw = json.loads(_unb64(payload))
-            claims = Claims(str(raw["s"]), Role(raw["r"]), float(raw["e"]), str(raw["i"]))
+            if not isinstance(raw, dict):
+                raise TypeError("claims")
+            subject = raw.get("u", "")
+            if not isinstance(subject, str):
+                raise ValueError("subject")
+            claims = Claims(str(raw["s"]), Role(raw["r"]), float(raw["e"]), str(raw["i"]), subject)
         except (ValueError, KeyError, TypeError):
             raise Unauthorized("token is malformed") from None
         if claims.expires_at < now:

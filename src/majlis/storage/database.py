@@ -1,4 +1,4 @@
-"""SQLite in the data folder: spaces and their lifecycle.
+"""SQLite in the data folder: spaces, their lifecycle and their stage.
 
 All calls go through one worker thread, so the event loop never waits on the disk and the
 connection is only ever used from that thread.
@@ -26,6 +26,41 @@ CREATE TABLE IF NOT EXISTS spaces (
 );
 """
 
+# Each step brings a data folder from version i to i + 1 (PRAGMA user_version); folders made
+# before the stage existed are version 0 and gain its columns and tables on first open.
+MIGRATIONS = (
+    """
+ALTER TABLE spaces ADD COLUMN description TEXT NOT NULL DEFAULT '';
+ALTER TABLE spaces ADD COLUMN language TEXT;
+ALTER TABLE spaces ADD COLUMN starts_at REAL;
+CREATE TABLE IF NOT EXISTS stage_members (
+    space_id TEXT NOT NULL, subject TEXT NOT NULL, role TEXT NOT NULL, name TEXT NOT NULL,
+    since REAL NOT NULL, muted INTEGER NOT NULL, locked INTEGER NOT NULL,
+    token_id TEXT NOT NULL, PRIMARY KEY (space_id, subject)
+);
+CREATE TABLE IF NOT EXISTS hands (
+    space_id TEXT NOT NULL, subject TEXT NOT NULL, name TEXT NOT NULL,
+    raised_at REAL NOT NULL, PRIMARY KEY (space_id, subject)
+);
+CREATE TABLE IF NOT EXISTS invitations (
+    space_id TEXT NOT NULL, subject TEXT NOT NULL, name TEXT NOT NULL,
+    invited_by TEXT NOT NULL, at REAL NOT NULL, PRIMARY KEY (space_id, subject)
+);
+CREATE TABLE IF NOT EXISTS bans (
+    space_id TEXT NOT NULL, subject TEXT NOT NULL, at REAL NOT NULL,
+    PRIMARY KEY (space_id, subject)
+);
+CREATE TABLE IF NOT EXISTS revoked_tokens (
+    space_id TEXT NOT NULL, token_id TEXT NOT NULL, at REAL NOT NULL,
+    PRIMARY KEY (space_id, token_id)
+);
+CREATE TABLE IF NOT EXISTS consents (
+    space_id TEXT NOT NULL, subject TEXT NOT NULL, name TEXT NOT NULL,
+    notice TEXT NOT NULL, at REAL NOT NULL
+);
+""",
+)
+
 
 @dataclass(frozen=True, slots=True)
 class SpaceRow:
@@ -35,6 +70,27 @@ class SpaceRow:
     created_at: float
     started_at: float | None
     ended_at: float | None
+    description: str = ""
+    language: str | None = None
+    starts_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StageRows:
+    """A space's stage as stored: rows of each table, in the tables' column order."""
+
+    members: list[tuple[Any, ...]]
+    hands: list[tuple[Any, ...]]
+    invitations: list[tuple[Any, ...]]
+    banned: list[str]
+    revoked: list[str]
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        # executescript commits first; the version is written with the step's last statement.
+        conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
 
 
 class Database:
@@ -54,6 +110,7 @@ class Database:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.executescript(SCHEMA)
+        migrate(conn)
         self._conn = conn
 
     async def close(self) -> None:
@@ -73,9 +130,13 @@ class Database:
     async def insert_space(self, row: SpaceRow) -> None:
         await self._run(
             self._exec,
-            "INSERT INTO spaces VALUES (?, ?, ?, ?, ?, ?)",
-            (row.id, row.title, row.status, row.created_at, row.started_at, row.ended_at),
-        )
+            "INSERT INTO spaces (id, title, status, created_at, started_at, ended_at,"
+            " description, language, starts_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                row.id, row.title, row.status, row.created_at, row.started_at, row.ended_at,
+                row.description, row.language, row.starts_at,
+            ),
+        )  # fmt: skip
 
     async def update_status(self, space_id: str, status: str, column: str, at: float) -> None:
         if column not in ("started_at", "ended_at"):
@@ -87,5 +148,81 @@ class Database:
         )
 
     async def spaces(self) -> list[SpaceRow]:
-        rows = await self._run(self._exec, "SELECT * FROM spaces ORDER BY created_at DESC", ())
+        rows = await self._run(
+            self._exec,
+            "SELECT id, title, status, created_at, started_at, ended_at, description, language,"
+            " starts_at FROM spaces ORDER BY created_at DESC",
+            (),
+        )
         return [SpaceRow(*r) for r in rows]
+
+    # -- the stage -------------------------------------------------------------------------
+
+    async def save_stage(self, space_id: str, rows: StageRows, at: float) -> None:
+        """Replace a space's members, hand queue and invitations, and add its new bans and
+        revoked tokens, in one transaction."""
+        await self._run(self._save_stage, space_id, rows, at)
+
+    def _save_stage(self, space_id: str, rows: StageRows, at: float) -> None:
+        assert self._conn is not None
+        with self._conn as conn:
+            for table, values in (
+                ("stage_members", rows.members),
+                ("hands", rows.hands),
+                ("invitations", rows.invitations),
+            ):
+                conn.execute(f"DELETE FROM {table} WHERE space_id = ?", (space_id,))
+                for row in values:
+                    marks = ", ".join("?" * (len(row) + 1))
+                    conn.execute(f"INSERT INTO {table} VALUES ({marks})", (space_id, *row))
+            conn.executemany(
+                "INSERT OR IGNORE INTO bans VALUES (?, ?, ?)",
+                [(space_id, subject, at) for subject in rows.banned],
+            )
+            conn.executemany(
+                "INSERT OR IGNORE INTO revoked_tokens VALUES (?, ?, ?)",
+                [(space_id, token_id, at) for token_id in rows.revoked],
+            )
+
+    async def add_consent(
+        self, space_id: str, subject: str, name: str, notice: str, at: float
+    ) -> None:
+        await self._run(
+            self._exec,
+            "INSERT INTO consents VALUES (?, ?, ?, ?, ?)",
+            (space_id, subject, name, notice, at),
+        )
+
+    async def consents(self, space_id: str) -> list[tuple[str, str, str, float]]:
+        rows = await self._run(
+            self._exec,
+            "SELECT subject, name, notice, at FROM consents WHERE space_id = ? ORDER BY at",
+            (space_id,),
+        )
+        return [(str(a), str(b), str(c), float(d)) for a, b, c, d in rows]
+
+    async def stage(self, space_id: str) -> StageRows:
+        def select(sql: str) -> list[tuple[Any, ...]]:
+            return self._exec(sql, (space_id,))
+
+        def load() -> StageRows:
+            return StageRows(
+                members=select(
+                    "SELECT subject, role, name, since, muted, locked, token_id"
+                    " FROM stage_members WHERE space_id = ? ORDER BY since"
+                ),
+                hands=select(
+                    "SELECT subject, name, raised_at FROM hands WHERE space_id = ?"
+                    " ORDER BY raised_at"
+                ),
+                invitations=select(
+                    "SELECT subject, name, invited_by, at FROM invitations WHERE space_id = ?"
+                ),
+                banned=[r[0] for r in select("SELECT subject FROM bans WHERE space_id = ?")],
+                revoked=[
+                    r[0] for r in select("SELECT token_id FROM revoked_tokens WHERE space_id = ?")
+                ],
+            )
+
+        result: StageRows = await self._run(load)
+        return result
