@@ -85,6 +85,7 @@ class GuardedRequestHandler(RequestHandler):
         self.limits = limits
         self.slot: Slot | None = None
         self._head_timer: asyncio.TimerHandle | None = None
+        self._head_begun = False  # a byte of the awaited head has arrived
         self._body: StreamReader | None = None
         self._body_started = 0.0
         self._body_timer: asyncio.TimerHandle | None = None
@@ -133,6 +134,8 @@ class GuardedRequestHandler(RequestHandler):
         idle = not (self._request_in_progress or self._messages or self._body is not None)
         if idle and data and self._head_timer is None:
             self._start_head_timer()  # the first byte of a keep-alive connection's next head
+        if data and self._head_timer is not None:
+            self._head_begun = True
         before = self._request_count
         super().data_received(data)
         if self._request_count > before:
@@ -141,6 +144,7 @@ class GuardedRequestHandler(RequestHandler):
                 self._watch_body(self._messages[-1][1])
 
     def _start_head_timer(self) -> None:
+        self._head_begun = False
         self._head_timer = self._loop.call_later(self.limits.timeouts.head_s, self._head_late)
 
     def _stop_head_timer(self) -> None:
@@ -153,6 +157,11 @@ class GuardedRequestHandler(RequestHandler):
         if self._request_in_progress or self._messages:
             return
         self.limits.refuse("head_timeout")
+        if not self._head_begun:
+            # Nothing was asked: close quietly. A client that picks this connection from its
+            # idle pool just as it closes retries on a new one; a 408 it might read instead.
+            self.force_close()
+            return
         seconds = self.limits.timeouts.head_s
         self._close_with(
             raw_response(
