@@ -226,6 +226,38 @@ async def _audience(server: RunningServer, space: str, events: int) -> dict[str,
         await asyncio.sleep(0.2)
 
 
+async def test_passes_and_tickets_are_bound_to_the_address_behind_a_trusted_proxy(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    args = ("--attack-mode", "--pow-difficulty", "8", "--max-listeners", "1",
+            "--trusted-proxy", "127.0.0.1")  # fmt: skip
+    with majlis_server(tmp_path / "data", *args) as server:
+        space = server.create_space("Behind an edge")["id"]
+
+        async def from_(address: str, **body: Any) -> Answer:
+            url = f"{server.base}/live/{space}/sessions"
+            headers = {**BROWSER, "X-Forwarded-For": address}
+            async with http.post(url, json={"mode": "live", **body}, headers=headers) as resp:
+                return resp.status, await resp.json(), resp.headers
+
+        def solved(challenge: dict[str, Any]) -> dict[str, str]:
+            token = challenge["challenge"]
+            return {"challenge": token, "nonce": solve(token, challenge["difficulty"])}
+
+        status, challenge, _ = await from_("203.0.113.5")
+        assert status == 401 and challenge["difficulty"] == 8
+        proof = solved(challenge)
+        status, moved, _ = await from_("203.0.113.6", pow=proof)
+        assert status == 401 and moved["detail"].startswith("the challenge was not issued to this")
+        assert (await from_("203.0.113.5", pow=proof))[0] == 201  # the node is now full
+        status, challenge, _ = await from_("203.0.113.6")
+        status, waiting, _ = await from_("203.0.113.6", pow=solved(challenge))
+        assert status == 202, waiting
+        status, refused, _ = await from_("203.0.113.7", ticket=waiting["ticket"])
+        assert status == 403 and "not issued to this address" in refused["detail"]
+        assert (await from_("203.0.113.6", ticket=waiting["ticket"]))[0] == 202
+
+
 async def test_attack_mode_switches_itself_on_under_a_burst_and_off_after_quiet(
     tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:

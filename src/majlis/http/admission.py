@@ -56,7 +56,7 @@ class Admission:
         self.admitted = AdmittedCount(self._recount)
 
     def _recount(self, now: float) -> int:
-        return sum(space.listeners.concurrent(now) for space in self.app.spaces.all())
+        return sum(space.listeners.present(now) for space in self.app.spaces.all())
 
     def full(self, now: float) -> bool:
         """Whether a newcomer would wait: the node is at capacity or people are in line."""

@@ -395,6 +395,11 @@ class ListenerSessions:
         for sid in [s for s, v in self._open.items() if now - v.last_seen >= self.window_s]:
             del self._open[sid]
 
+    def present(self, now: float) -> int:
+        """Sessions within the presence window, whatever their user agent: the seats that
+        admission control counts (a scripted client holds one as a browser does)."""
+        return sum(1 for v in self._open.values() if now - v.last_seen < self.window_s)
+
     def concurrent(self, now: float) -> int:
         """Listeners now: present sessions whose user agent is not filtered as a bot."""
         return sum(
