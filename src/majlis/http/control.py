@@ -88,6 +88,7 @@ class Connection:
         self.limiter = TokenBuckets(MESSAGE_BURST, MESSAGES_PER_S, 1)
         self.refused = 0
         self.last_view = ""
+        self.closing = False
 
     def actor(self) -> Actor:
         return resolve(self.space.stage, self.claims, self.space.id)
@@ -99,7 +100,9 @@ class Connection:
             await self._read()
         finally:
             self.space.watchers.discard(self.wake)
-            pusher.cancel()
+            # A close started by the pusher must finish (send its code), not be cancelled.
+            if not self.closing:
+                pusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await pusher
 
@@ -161,15 +164,19 @@ class Connection:
             try:
                 actor = self.actor()
             except MajlisError as exc:
-                await self.ws.close(code=close_code(exc), message=exc.message.encode()[:120])
+                await self._close(close_code(exc), exc.message)
                 return
             view = json.dumps(view_for(self.space, actor), separators=(",", ":"))
             if view != self.last_view:
                 self.last_view = view
                 await self.ws.send_str(view)
             if self.space.ended:
-                await self.ws.close(code=CLOSE_ENDED, message=b"the space has ended")
+                await self._close(CLOSE_ENDED, "the space has ended")
                 return
+
+    async def _close(self, code: int, reason: str) -> None:
+        self.closing = True
+        await self.ws.close(code=code, message=reason.encode()[:120])
 
     async def _send(self, payload: dict[str, Any]) -> None:
         if not self.ws.closed:

@@ -19,13 +19,14 @@ def resolve(stage: Stage, claims: Claims, space_id: str) -> Actor:
     """The actor behind ``claims`` in this space, or 401/403 when the token no longer works."""
     if claims.space_id != space_id:
         raise Forbidden("token is for another space")
+    subject = claims.subject
+    # Banned first: every token of a blocked person gets the same answer.
+    if subject and subject in stage.banned:
+        raise Forbidden("you have been removed from this space")
     if claims.token_id in stage.revoked:
         raise Unauthorized("token has been revoked")
     if claims.role is Role.HOST:
         return Actor(HOST_SUBJECT, Role.HOST)
-    subject = claims.subject
-    if subject in stage.banned:
-        raise Forbidden("you have been removed from this space")
     if not subject:
         if claims.role is not Role.SPEAKER:
             raise Unauthorized("token names nobody")
