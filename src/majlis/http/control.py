@@ -88,7 +88,9 @@ class Connection:
         self.limiter = TokenBuckets(MESSAGE_BURST, MESSAGES_PER_S, 1)
         self.refused = 0
         self.last_view = ""
-        self.closing = False
+        self.pusher_closing = False
+        # The host ended the space from this socket: the reply goes first, then the close.
+        self.ending = False
 
     def actor(self) -> Actor:
         return resolve(self.space.stage, self.claims, self.space.id)
@@ -101,7 +103,7 @@ class Connection:
         finally:
             self.space.watchers.discard(self.wake)
             # A close started by the pusher must finish (send its code), not be cancelled.
-            if not self.closing:
+            if not self.pusher_closing:
                 pusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await pusher
@@ -146,6 +148,8 @@ class Connection:
             self.wake.set()
             return
         await self._send({"type": "ok", "id": request_id, **reply})
+        if self.ending:
+            await self.ws.close(code=CLOSE_ENDED, message=b"the space has ended")
 
     async def _dispatch(self, message: dict[str, Any]) -> dict[str, Any]:
         kind = message["type"]
@@ -170,12 +174,12 @@ class Connection:
             if view != self.last_view:
                 self.last_view = view
                 await self.ws.send_str(view)
-            if self.space.ended:
+            if self.space.ended and not self.ending:
                 await self._close(CLOSE_ENDED, "the space has ended")
                 return
 
     async def _close(self, code: int, reason: str) -> None:
-        self.closing = True
+        self.pusher_closing = True
         await self.ws.close(code=code, message=reason.encode()[:120])
 
     async def _send(self, payload: dict[str, Any]) -> None:
@@ -333,6 +337,7 @@ async def _decline(conn: Connection, actor: Actor, message: dict[str, Any]) -> d
 
 async def _end(conn: Connection, actor: Actor, message: dict[str, Any]) -> dict[str, Any]:
     require(actor, Role.HOST)
+    conn.ending = True
     await conn.app.spaces.end(conn.space)
     return {"status": conn.space.status.value}
 
