@@ -139,10 +139,13 @@ async def start_session(request: web.Request) -> web.Response:
     mode = _mode(body, Mode.LIVE)
     now = service.app.clock.wall()
     admission = request.app[ADMISSION]
-    admission.attack.note_request(now)
+    # Polls from the waiting line are not arrivals: they count neither towards attack mode's
+    # threshold nor against the address's session budget (the line paces them).
+    ticketed = "ticket" in body
+    if not ticketed:
+        admission.attack.note_request(now)
     key = limiter_key(request.remote)
-    # A waiting-room ticket was counted when it was issued; its polls are paced by the line.
-    if "ticket" not in body and not service.limiter.allow(key, now):
+    if not ticketed and not service.limiter.allow(key, now):
         wait = service.limiter.retry_after(key)
         raise TooManyRequests("too many listener sessions from this address", wait)
     space.listeners.sweep(now)
