@@ -52,6 +52,12 @@ class Origin:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
 
+    @property
+    def authority(self) -> str:
+        """Host header value: the origin's own name, not the upstream block's."""
+        default = 443 if self.scheme == "https" else 80
+        return self.server if self.port != default else self.server.rsplit(":", 1)[0]
+
 
 @dataclass(frozen=True, slots=True)
 class EdgeConfig:
@@ -231,7 +237,7 @@ upstream majlis_origin {{
 
 proxy_http_version 1.1;
 proxy_set_header Connection "";
-proxy_set_header Host $proxy_host;
+proxy_set_header Host {config.origin.authority};
 # The origin counts and limits listeners by address: it must list this edge as a trusted
 # proxy (majlis serve --trusted-proxy) to read the listener's address from here.
 proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;

@@ -73,6 +73,7 @@ def test_edge_basics() -> None:
         "worker_processes 2;",
         "listen 127.0.0.1:9000 backlog=4096;",
         "server 127.0.0.1:8080 max_fails=0;",
+        "proxy_set_header Host 127.0.0.1:8080;",
         "keepalive 64;",
         "proxy_http_version 1.1;",
         'proxy_set_header Connection "";',
@@ -89,6 +90,7 @@ def test_https_origin() -> None:
     assert "server origin.example.org:443 max_fails=0;" in config
     assert "proxy_pass https://majlis_origin$uri;" in config
     assert "proxy_ssl_name origin.example.org;" in config
+    assert "proxy_set_header Host origin.example.org;" in config
 
 
 @pytest.mark.parametrize(
