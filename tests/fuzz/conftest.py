@@ -16,9 +16,10 @@ def _open_session(base: str, space_id: str) -> str:
     return str(opened.json()["session"])
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSpace]:
-    """One server for the whole fuzz suite, with a space that stays live throughout."""
+    """One server for the fuzz suite, with a space that stays live throughout; stopped when
+    the suite ends, so it costs the tests after it nothing."""
     with majlis_server(tmp_path_factory.mktemp("fuzz") / "data", *generous_limits()) as server:
         space = server.create_space("Fuzzed while live")
         speaker = start_speaker(server, space)
@@ -35,7 +36,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSpace]:
             stop(speaker, grace=5)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def replay(live: LiveSpace) -> dict[str, Any]:
     """A second space of the same server that had a speaker for two segments, then ended."""
     server = live.server

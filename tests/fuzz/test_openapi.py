@@ -22,6 +22,7 @@ import pytest
 
 from tests.fuzz.client import request
 from tests.fuzz.live import ROOT, generous_limits, start_speaker, wait_for_parts
+from tests.fuzz.strategies import RANDOM, SCALE
 from tests.support.server import RunningServer, majlis_server, stop
 
 CHECKS = ("not_a_server_error", "status_code_conformance", "response_schema_conformance")
@@ -71,8 +72,8 @@ bearer = {json.dumps(replay["speaker_token"])}
 "path.clip_id" = {json.dumps(replay["id"] + ".0-1")}
 
 [generation]
-max-examples = {MAX_EXAMPLES}
-deterministic = true
+max-examples = {MAX_EXAMPLES * SCALE}
+deterministic = {"false" if RANDOM else "true"}
 database = "none"
 
 [checks]

@@ -50,6 +50,14 @@ CASES = [
         "speaker",
         "BUNDLE names mid '0', which no media section has",
     ),
+    # Not a crash: aiortc's parser asserted on the c= line and the 400 said nothing.
+    Crash(
+        "whip-bad-connection-line.sdp",
+        "/whip/{live}",
+        "application/sdp",
+        "speaker",
+        "is not a valid c= line",
+    ),
     # Not a crash: U+2028 hid a second m= section from check_offer, but not from aiortc.
     Crash(
         "whip-line-separator.sdp",

@@ -52,6 +52,8 @@ def _publish(live: LiveSpace, offer: bytes, content_type: str = "application/sdp
         assert gone.status == 200, (gone.status, gone.body)
     else:
         assert 400 <= reply.status < 500, (reply.status, reply.body)
+        # A message that says what was wrong: aiortc raises some errors without one.
+        assert not reply.json()["detail"].rstrip().endswith(":"), reply.body
 
 
 def test_whip_answers_every_corpus_offer(live: LiveSpace) -> None:

@@ -60,12 +60,14 @@ class Publisher:
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
         except Exception as exc:  # aiortc raises ValueError, KeyError, … on bad SDP
-            raise BadRequest(f"SDP offer rejected: {exc or type(exc).__name__}") from None
+            raise BadRequest(f"SDP offer rejected: {str(exc) or type(exc).__name__}") from None
         self._choose_directions()
         try:
             answer = await self.pc.createAnswer()
         except Exception as exc:  # what aiortc's parser let through can still fail here
-            raise BadRequest(f"SDP offer cannot be answered: {exc or type(exc).__name__}") from None
+            raise BadRequest(
+                f"SDP offer cannot be answered: {str(exc) or type(exc).__name__}"
+            ) from None
         await self.pc.setLocalDescription(answer)
         self._tasks.append(asyncio.create_task(self._watch(), name=f"watch-{self.id}"))
         return str(self.pc.localDescription.sdp)

@@ -16,6 +16,8 @@ MAX_MEDIA_SECTIONS = 8
 MAX_CANDIDATES = 100
 # ASCII only: Unicode \w and \d admit "²" and "٣", which int() refuses or SDP forbids.
 _RTPMAP = re.compile(r"^a=rtpmap:(\d+) ", re.ASCII)
+# What aiortc's parser asserts of a connection line (a failed assert carries no message).
+_CLINE = re.compile(r"^c=IN (IP4|IP6) [^ ]+$")
 _DIRECTIONS = frozenset({"a=sendonly", "a=sendrecv", "a=recvonly", "a=inactive"})
 # Formats are payload types, or tokens such as "webrtc-datachannel" (RFC 8841).
 _MLINE = re.compile(r"^m=(\w+) \d+(?:/\d+)? [\w/]+((?: [\w-]+)*)$", re.ASCII)
@@ -106,5 +108,7 @@ def _check_line(number: int, line: str) -> None:
         for fmt in match.group(2).split():
             if fmt.isdigit() and int(fmt) > 127:
                 raise BadRequest(f"SDP line {number}: payload type {fmt} is out of range 0-127")
+    elif line.startswith("c=") and not _CLINE.match(line):
+        raise BadRequest(f"SDP line {number} is not a valid c= line ('c=IN IP4 <address>')")
     elif (rtpmap := _RTPMAP.match(line)) and int(rtpmap.group(1)) > 127:
         raise BadRequest(f"SDP line {number}: payload type {rtpmap.group(1)} is out of range 0-127")
