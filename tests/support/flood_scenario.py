@@ -51,6 +51,7 @@ RECOVERY_WINDOW_S = 0.5
 RECOVERY_SHARE = 0.99
 
 T = TypeVar("T")
+FLOOD_NICENESS = 10
 REPO = Path(__file__).resolve().parents[2]
 _PART = re.compile(r'#EXT-X-PART:DURATION=([\d.]+),URI="p/(\d+)\.(\d+)\.m4s"')
 _HINT = re.compile(r'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="p/(\d+)\.(\d+)\.m4s"')
@@ -350,8 +351,11 @@ async def _run(workdir: Path, plan: Plan, scale: Scale, run: Run) -> None:
 
 
 async def _with_flood(base: str, admin: str, plan: Plan, scale: Scale, run: Run) -> None:
+    # The flood's own CPU would come from other machines in the field; here it shares the
+    # server's cores, so it yields them: what it costs the server is what is measured.
     flood = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.support.flood", "--base", base, *plan.args(),
+        "nice", "-n", str(FLOOD_NICENESS), sys.executable, "-m", "tests.support.flood",
+        "--base", base, *plan.args(),
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=REPO,
     )  # fmt: skip
     assert flood.stdin is not None and flood.stdout is not None
@@ -519,8 +523,10 @@ def deliveries(run: Run) -> list[Delivery]:
     return out
 
 
-def _on_time(parts: list[Delivery]) -> float:
-    return sum(d.delay <= ON_TIME_GRACE_S for d in parts) / len(parts) if parts else 0.0
+def _on_time(parts: list[Delivery], slack: float = 0.0) -> float:
+    """Share of ``parts`` that arrived ≤ 1 s (+ ``slack``) after they were due."""
+    limit = ON_TIME_GRACE_S + slack
+    return sum(d.delay <= limit for d in parts) / len(parts) if parts else 0.0
 
 
 def recovery(after: list[Delivery], stop: float, normal: float) -> float:
@@ -600,6 +606,9 @@ def analyse(run: Run, plan: Plan, scale: Scale) -> dict[str, Any]:
             "expected": len(during),
             "missing": sum(not np.isfinite(d.delay) for d in during),
             "on_time_share": round(on_time, 5),
+            # The same 1 s, counted from the baseline's p99 instead of from due: what the
+            # flood adds, on a machine whose other work already delays every part.
+            "on_time_share_vs_baseline": round(_on_time(during, baseline.get("p99", 0.0)), 5),
             "target_share": ON_TIME_TARGET,
             "delay_after_due_s": _stats([d.delay for d in during]),
         },
