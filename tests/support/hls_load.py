@@ -274,7 +274,7 @@ async def _loop_lag(lags: list[float], stop: asyncio.Event) -> None:
         lags.append(time.perf_counter() - start - 0.05)
 
 
-def _percentiles(values: list[float]) -> dict[str, float]:
+def percentiles(values: list[float]) -> dict[str, float]:
     if not values:
         return {"n": 0}
     ordered = sorted(values)
@@ -390,7 +390,7 @@ async def run(cfg: dict[str, Any]) -> dict[str, Any]:
         ],
         "load_cpu_s": round(cpu_s, 3),
         "load_cpu_cores": round(cpu_s / (t1 - t0), 3),
-        "loop_lag_s": _percentiles(window_lags),
+        "loop_lag_s": percentiles(window_lags),
         "latency_vs_direct_s": _latency(listeners, direct, t0, t1),
         "listeners_report": _report(listeners, t0, t1, segment_parts),
         "samples": _save_samples(listeners, Path(cfg["sample_dir"])),
@@ -422,7 +422,7 @@ def _latency(
                 deltas[f"edge{lst.edge}-{lst.style}"].append(delta)
                 deltas[lst.style].append(delta)
                 deltas["all"].append(delta)
-    return {k: _percentiles(v) for k, v in sorted(deltas.items())}
+    return {k: percentiles(v) for k, v in sorted(deltas.items())}
 
 
 def _gaps(listener: Listener, segment_parts: int) -> int:
@@ -442,8 +442,8 @@ def _report(listeners: list[Listener], t0: float, t1: float, segment_parts: int)
         for k, n in lst.errors.items():
             errors[k] += n
     return {
-        "parts_per_listener": _percentiles([float(n) for n in per_listener]),
-        "parts_per_listener_run": _percentiles([float(len(x.arrivals)) for x in edge_listeners]),
+        "parts_per_listener": percentiles([float(n) for n in per_listener]),
+        "parts_per_listener_run": percentiles([float(len(x.arrivals)) for x in edge_listeners]),
         "missing_parts": sum(gaps),
         "listeners_missing_parts": sum(1 for g in gaps if g),
         "listeners_with_parts": sum(1 for n in per_listener if n > 0),

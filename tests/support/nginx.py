@@ -80,6 +80,8 @@ class RunningNginx:
     base: str
     prefix: Path
     process: subprocess.Popen[bytes]
+    # The access log, read once nginx has stopped (it buffers lines until then).
+    access_log: str = ""
 
     def pids(self) -> list[int]:
         """The master and its workers."""
@@ -129,16 +131,22 @@ def nginx_edge(origin: str, *args: str, timeout: float = 10.0) -> Iterator[Runni
     prefix = make_prefix()
     config = edge_config(origin, "--listen", f"127.0.0.1:{port}", *args)
     checked = check_config(prefix, config)
-    assert checked.returncode == 0, f"nginx -t refused the config:\n{checked.stderr}"
+    if checked.returncode != 0:
+        shutil.rmtree(prefix, ignore_errors=True)
+        raise AssertionError(f"nginx -t refused the config:\n{checked.stderr}")
     cmd = [nginx_binary(), "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-e", "stderr"]
     proc = subprocess.Popen(
         [*cmd, "-g", "daemon off;"], stdin=subprocess.DEVNULL, **_drop_privileges()
     )
+    running = RunningNginx(f"http://127.0.0.1:{port}", prefix, proc)
     try:
         _wait_listening(proc, port, timeout)
-        yield RunningNginx(f"http://127.0.0.1:{port}", prefix, proc)
+        yield running
     finally:
         stop(proc)
+        log = prefix / "access.log"
+        if log.exists():
+            running.access_log = log.read_text(errors="replace")
         shutil.rmtree(prefix, ignore_errors=True)
 
 

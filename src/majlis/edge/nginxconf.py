@@ -197,7 +197,9 @@ open_file_cache max=10000 inactive=30s;
 open_file_cache_valid 30s;
 open_file_cache_min_uses 2;
 
-log_format majlis_edge '$remote_addr [$time_local] "$request" $status $body_bytes_sent '
+# $msec (when the answer was sent) and $request_time (how long it took) show how long a
+# request waited on another's cache fill.
+log_format majlis_edge '$remote_addr [$time_local] $msec "$request" $status $body_bytes_sent '
                        '$request_time cache=$upstream_cache_status '
                        'origin=$upstream_response_time';
 access_log access.log majlis_edge buffer=64k flush=2s;
