@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,12 +45,49 @@ PLAN = Plan(
     sources=16,
 )
 SCALE = Scale(listeners=50, flood_lead_s=5.0, after_flood_s=15.0, baseline_s=6.0)
+# Which part of the flood does the harm: shorter runs with one kind of junk left out or
+# kept alone, against the same space and listeners.
+ATTRIBUTION_SECONDS = 30.0
+ATTRIBUTION = {
+    "held reloads only": replace(
+        PLAN, seconds=ATTRIBUTION_SECONDS, slowloris=0, playlist_rate=0.0, part_rate=0.0,
+        session_rate=0.0, whip_rate=0.0, whip_idle_rate=0.0,
+    ),
+    "everything but held reloads": replace(PLAN, seconds=ATTRIBUTION_SECONDS, held=0),
+}  # fmt: skip
+ATTRIBUTION_SCALE = Scale(listeners=50, flood_lead_s=3.0, after_flood_s=8.0, baseline_s=3.0)
+
+
+def _scenario(plan: Plan, scale: Scale) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="majlis-bench-") as tmp:
+        run = asyncio.run(run_scenario(Path(tmp), plan, scale))
+    return analyse(run, plan, scale)
+
+
+def _attribution() -> list[dict[str, Any]]:
+    out = []
+    for name, plan in ATTRIBUTION.items():
+        data = _scenario(plan, ATTRIBUTION_SCALE)
+        under = data["parts_under_flood"]
+        out.append(
+            {
+                "flood": name,
+                "seconds": plan.seconds,
+                "requests_per_s": sum(data["flood"]["requests_per_s"].values()),
+                "held_peak": data["flood"]["held_concurrent_peak"],
+                "on_time_share": under["on_time_share"],
+                "delay_p95_s": under["delay_after_due_s"].get("p95"),
+                "healthz_p50_s": data["healthz_s"]["under_flood"].get("p50"),
+                "server_cores": data["server_cores_during_flood"],
+                "machine_cores": data["machine_cores_during_flood"],
+                "speakers_kept": data["met"]["speakers_kept_and_heard"],
+            }
+        )
+    return out
 
 
 def measure() -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="majlis-bench-") as tmp:
-        run = asyncio.run(run_scenario(Path(tmp), PLAN, SCALE))
-    data = analyse(run, PLAN, SCALE)
+    data = _scenario(PLAN, SCALE)
     under = data["parts_under_flood"]["delay_after_due_s"]
     base = data["after_flood"]["baseline_delay_s"]
     if base.get("p95"):
@@ -69,6 +106,7 @@ def measure() -> dict[str, Any]:
         "recovery_s": RECOVERY_TARGET_S,
     }
     data["cpu_model"] = cpu_model()
+    data["attribution"] = _attribution()
     return data
 
 

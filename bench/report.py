@@ -405,7 +405,13 @@ def flood(data: dict[str, Any]) -> list[str]:
         f"flood they listen on for {data['scale']['after_flood_s']:.0f} s. A part is *due* "
         "when its last sample was mixed (its segment's PROGRAM-DATE-TIME plus the part "
         "durations before it and its own); its **delay** is how long after that a listener "
-        'had it. Reproduce: `make bench ARGS="flood"`.',
+        'had it. Reproduce: `make bench ARGS="flood"`.'
+        + (
+            f" The server runs with `{' '.join(flags)}`: here loopback addresses stand for "
+            "the Internet, so they are limited like any client."
+            if (flags := data.get("server_flags"))
+            else ""
+        ),
         "",
         *_table(["target", "measured", "verdict"], _flood_rows(data)),
         "",
@@ -432,7 +438,28 @@ def flood(data: dict[str, Any]) -> list[str]:
     ]
     if ratio := data.get("p95_delay_under_flood_vs_baseline"):
         out += ["", f"p95 delay under the flood is {ratio:.2f}× the baseline's."]
+    if attribution := data.get("attribution"):
+        out += ["", *_attribution(attribution)]
     return [*out, "", _measured(data)]
+
+
+def _attribution(rows: list[dict[str, Any]]) -> list[str]:
+    return [
+        "Which junk does the harm: shorter runs of the same scenario with part of the flood "
+        "(same listeners and speakers, one fresh server each):",
+        "",
+        *_table(
+            ["flood", "req/s sent", "held at once", "parts on time", "delay p95",
+             "`/healthz` p50", "server cores", "machine cores", "speakers kept"],
+            [
+                [f"{r['flood']} ({r['seconds']:.0f} s)", f"{r['requests_per_s']:.0f}",
+                 str(r["held_peak"]), f"{r['on_time_share']:.1%}", _s(r["delay_p95_s"], 2),
+                 _s(r["healthz_p50_s"], 2), f"{r['server_cores']:.2f}",
+                 f"{r['machine_cores']:.2f}", "yes" if r["speakers_kept"] else "**no**"]
+                for r in rows
+            ],
+        ),
+    ]  # fmt: skip
 
 
 def _flood_load(data: dict[str, Any]) -> list[str]:
