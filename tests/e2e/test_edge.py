@@ -294,6 +294,21 @@ async def test_edge_keys_errors_and_forwarding(
         await pub.pc.close()
 
 
+async def test_control_websocket_through_an_edge(
+    server: RunningServer, http: aiohttp.ClientSession
+) -> None:
+    space = server.create_space("Host behind an edge")
+    with nginx_edge(server.base, "--workers", "1") as edge:
+        url = edge.base + space["control_url"]
+        protocols = ("majlis.control", f"bearer.{space['host_token']}")
+        async with http.ws_connect(url, protocols=protocols) as ws:
+            await ws.send_json({"type": "ping", "id": 1})
+            async with asyncio.timeout(10):
+                while (reply := await ws.receive_json()).get("id") != 1:
+                    pass
+    assert reply.get("pong") is True, reply
+
+
 async def test_edge_without_origin_answers_json(http: aiohttp.ClientSession) -> None:
     with nginx_edge(f"http://127.0.0.1:{free_port()}") as edge:
         async with http.get(edge.base + "/live/abc/audio.m3u8") as resp:

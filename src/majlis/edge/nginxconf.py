@@ -237,8 +237,15 @@ upstream majlis_origin {{
     keepalive_timeout 60s;
 }}
 
+# Upstream connections are kept alive (empty Connection header), except for a WebSocket
+# handshake (the hosts' control socket), which is passed on as an upgrade.
+map $http_upgrade $majlis_connection {{
+    default upgrade;
+    "" "";
+}}
 proxy_http_version 1.1;
-proxy_set_header Connection "";
+proxy_set_header Upgrade $http_upgrade;
+proxy_set_header Connection $majlis_connection;
 proxy_set_header Host {config.origin.authority};
 # The origin counts and limits listeners by address: it must list this edge as a trusted
 # proxy (majlis serve --trusted-proxy) to read the listener's address from here.
@@ -311,8 +318,10 @@ server {{
         proxy_pass {scheme}://majlis_origin;
     }}
 
-    # Pages, API, WHIP: passed through, never cached.
+    # Pages, API, WHIP and the control WebSocket: passed through, never cached. The origin
+    # pings a control socket every 30 s, so an idle one outlives the read timeout.
     location / {{
+        proxy_read_timeout 75s;
         proxy_pass {scheme}://majlis_origin;
     }}
 
