@@ -96,8 +96,9 @@ async def media_playlist(request: web.Request) -> web.Response:
     else:
         cache = BLOCKING_CACHE if blocking is not None else LIVE_PLAYLIST_CACHE
     return web.Response(
-        text=space.edge.playlist(),
+        body=space.edge.playlist_bytes(),
         content_type=PLAYLIST_TYPE,
+        charset="utf-8",
         headers={**CORS, "Cache-Control": cache},
     )
 

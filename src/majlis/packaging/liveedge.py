@@ -67,7 +67,13 @@ class LiveEdge:
         self._next_part = 0
         self._pending_start: float | None = None
         self._pending_discontinuity = False
-        self._changed = asyncio.Event()
+        # Requests held until the edge reaches them, one event per distinct request: a
+        # herd of thousands of players asking for the same next part shares one event and
+        # is woken once, when that part exists, not at every change.
+        self._waiters: dict[BlockingRequest, asyncio.Event] = {}
+        # The playlist as served, rendered once per change: every woken waiter sends the
+        # same bytes.
+        self._rendered: bytes | None = None
 
     # -- writing (called by the pipeline consumer, in order) --------------------------------
 
@@ -79,6 +85,7 @@ class LiveEdge:
         self.segments = list(segments)
         self._next_msn = segments[-1].msn + 1 if segments else 0
         self._pending_discontinuity = bool(segments)
+        self._notify()
 
     def add_part(
         self, msn: int, index: int, data: bytes, duration: float, started_at: float
@@ -130,8 +137,9 @@ class LiveEdge:
             del self._parts[key]
 
     def _notify(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
+        self._rendered = None
+        for req in [r for r in self._waiters if self._satisfied(r)]:
+            self._waiters.pop(req).set()
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -177,7 +185,17 @@ class LiveEdge:
         return max(1, int(3 * max(1.0, round(seg)) / seg + 0.999))
 
     def playlist(self) -> str:
-        return render(self.view())
+        return self.playlist_bytes().decode()
+
+    def playlist_bytes(self) -> bytes:
+        if self._rendered is None:
+            self._rendered = render(self.view()).encode()
+        return self._rendered
+
+    @property
+    def held_requests(self) -> int:
+        """Distinct blocking requests waiting now (not the number of clients holding them)."""
+        return len(self._waiters)
 
     # -- blocking reload --------------------------------------------------------------------
 
@@ -212,16 +230,16 @@ class LiveEdge:
 
     async def wait_for(self, req: BlockingRequest, hold: float) -> None:
         self.check_blocking(req)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + hold
-        while not self._satisfied(req):
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise Unavailable("the requested segment or part did not appear in time")
-            try:
-                await asyncio.wait_for(self._changed.wait(), remaining)
-            except TimeoutError:
-                continue
+        if self._satisfied(req):
+            return
+        event = self._waiters.get(req)
+        if event is None:
+            event = self._waiters[req] = asyncio.Event()
+        try:
+            async with asyncio.timeout(hold):
+                await event.wait()
+        except TimeoutError:
+            raise Unavailable("the requested segment or part did not appear in time") from None
 
     async def wait_for_part(self, msn: int, index: int, hold: float) -> bool:
         """Hold a request for the hinted part until it exists (preload hints)."""

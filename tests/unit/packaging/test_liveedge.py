@@ -239,6 +239,51 @@ async def test_wait_for_part_serves_preload_hints() -> None:
 # -- memory and listing -----------------------------------------------------------------
 
 
+async def test_a_herd_on_one_request_shares_one_waiter_and_wakes_once() -> None:
+    edge = make_edge()
+    add_parts(edge, 3)
+    woken: list[int] = []
+
+    async def player(k: int) -> None:
+        await edge.wait_for(BlockingRequest(1, 0), 5.0)  # the first part of segment 1
+        woken.append(k)
+
+    herd = [asyncio.create_task(player(k)) for k in range(500)]
+    await asyncio.sleep(0)
+    assert edge.held_requests == 1
+    add_parts(edge, 2)  # 0.3, then 0.4 closes segment 0: nobody is woken
+    await asyncio.sleep(0)
+    assert woken == [] and edge.held_requests == 1
+    add_parts(edge, 1)  # 1.0 arrives
+    await asyncio.wait_for(asyncio.gather(*herd), 1.0)
+    assert sorted(woken) == list(range(500)) and edge.held_requests == 0
+
+
+async def test_a_timed_out_waiter_leaves_the_others_waiting() -> None:
+    edge = make_edge()
+    add_parts(edge, 1)
+    req = BlockingRequest(0, 2)
+    patient = asyncio.create_task(edge.wait_for(req, 5.0))
+    with pytest.raises(Unavailable):
+        await edge.wait_for(req, 0.05)
+    assert not patient.done()
+    add_parts(edge, 2)
+    await asyncio.wait_for(patient, 1.0)
+
+
+def test_playlist_is_rendered_once_per_change() -> None:
+    edge = make_edge()
+    add_parts(edge, 3)
+    first = edge.playlist_bytes()
+    assert edge.playlist_bytes() is first and edge.playlist() == first.decode()
+    add_part(edge)
+    changed = edge.playlist_bytes()
+    listed = b'#EXT-X-PART:DURATION=0.21333,URI="p/0.3.m4s"'
+    assert changed is not first and listed in changed and listed not in first
+    edge.end()
+    assert b"#EXT-X-ENDLIST" in edge.playlist_bytes()
+
+
 def test_parts_older_than_the_memory_window_are_forgotten() -> None:
     edge = make_edge()
     add_parts(edge, (PARTS_IN_MEMORY_SEGMENTS + 2) * PARTS + 1)
