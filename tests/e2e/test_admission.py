@@ -89,6 +89,8 @@ async def test_full_node_queues_the_third_listener_and_admits_it_after_one_leave
     assert (status, fourth["position"]) == (202, 2)
     status, again, _ = await start(http, small.base, space, ticket=waiting["ticket"])
     assert (status, again["position"]) == (202, 1)
+    seen = await metrics(http, small.base)
+    assert (seen["seats"], seen["capacity"], seen["waiting"]) == (2, 2, 2), seen
 
     # A forged ticket (a smaller number, to jump the line) is refused with the usual error.
     number, expires, mac = fourth["ticket"].split(".")
@@ -173,6 +175,10 @@ async def test_attack_mode_asks_for_a_proof_of_work_and_figures_still_count(
             async with http.post(url, json={"played_s": 6}) as resp:
                 assert resp.status == 204
         assert await _listeners_metric(http, server.base, space, within=10) == 2
+        seen = await metrics(http, server.base)
+        # 5 challenges sent, 2 passes accepted, 2 refused (a replay, a wrong nonce).
+        assert (seen["challenges_total"], seen["passes_total"]) == (5, 2), seen
+        assert (seen["pass_refusals_total"], seen["attack_mode"]) == (2, 0), seen
     finally:
         await unpublish(http, server.base, pub)
     report = await _audience(server, space, events=4)
@@ -190,6 +196,14 @@ async def _solved_session(http: aiohttp.ClientSession, base: str, space: str) ->
     assert status == 201, body
     session: str = body["session"]
     return session
+
+
+async def metrics(http: aiohttp.ClientSession, base: str) -> dict[str, int]:
+    """The majlis_admission_* series of /metrics, by name without the prefix."""
+    async with http.get(base + "/metrics") as resp:
+        text = await resp.text()
+    found = re.findall(r"^majlis_admission_(\w+) (\d+)$", text, re.M)
+    return {name: int(value) for name, value in found}
 
 
 async def _listeners_metric(

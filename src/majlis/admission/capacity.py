@@ -101,6 +101,11 @@ class WaitingRoom:
     def __len__(self) -> int:
         return len(self._line)
 
+    def waiting(self, now: float) -> int:
+        """People in line now: tickets shown recently enough."""
+        self._prune(now)
+        return len(self._line)
+
     def decide(
         self, admitted: int, ticket: str | None, client: str, now: float
     ) -> Admitted | Waiting:

@@ -54,6 +54,8 @@ class Admission:
             on=settings.attack_mode,
         )
         self.admitted = AdmittedCount(self._recount)
+        # Proof-of-work answers by outcome, for /metrics.
+        self.passes = {"issued": 0, "accepted": 0, "refused": 0}
 
     def _recount(self, now: float) -> int:
         return sum(space.listeners.present(now) for space in self.app.spaces.all())
@@ -61,7 +63,7 @@ class Admission:
     def full(self, now: float) -> bool:
         """Whether a newcomer would wait: the node is at capacity or people are in line."""
         capacity = self.room.capacity
-        return capacity > 0 and self.admitted.value(now) + len(self.room) >= capacity
+        return capacity > 0 and self.admitted.value(now) + self.room.waiting(now) >= capacity
 
     def status(self, space_id: str | None, now: float) -> Status:
         return self.attack.status(space_id, now)
@@ -102,10 +104,43 @@ class Admission:
             challenge, nonce = _proof(proof)
             try:
                 self.pow.verify(challenge, nonce, client, now)
+                self.passes["accepted"] += 1
                 return None
             except PowRefused as exc:
+                self.passes["refused"] += 1
                 why = f"{exc}: solve this new challenge"
+        self.passes["issued"] += 1
         return _challenge(self.pow.issue(client, difficulty, now), why)
+
+    def metrics(self) -> str:
+        """Prometheus series of admission control (docs/api.md#operations)."""
+        now = self.app.clock.wall()
+        node = self.attack.status(None, now).difficulty is not None
+        lines = [
+            "# HELP majlis_admission_seats Live listener sessions counted against the capacity.",
+            "# TYPE majlis_admission_seats gauge",
+            f"majlis_admission_seats {self.admitted.value(now)}",
+            "# HELP majlis_admission_capacity Listener capacity of this node (0: no limit).",
+            "# TYPE majlis_admission_capacity gauge",
+            f"majlis_admission_capacity {self.room.capacity}",
+            "# HELP majlis_admission_waiting People in the waiting line.",
+            "# TYPE majlis_admission_waiting gauge",
+            f"majlis_admission_waiting {self.room.waiting(now)}",
+            "# HELP majlis_admission_attack_mode 1 while attack mode is on for the whole node.",
+            "# TYPE majlis_admission_attack_mode gauge",
+            f"majlis_admission_attack_mode {int(node)}",
+            "# HELP majlis_admission_challenges_total Proof-of-work challenges sent.",
+            "# TYPE majlis_admission_challenges_total counter",
+            f"majlis_admission_challenges_total {self.passes['issued']}",
+            "# HELP majlis_admission_passes_total Solved challenges accepted.",
+            "# TYPE majlis_admission_passes_total counter",
+            f"majlis_admission_passes_total {self.passes['accepted']}",
+            "# HELP majlis_admission_pass_refusals_total Passes refused (wrong, expired, reused,"
+            " foreign).",
+            "# TYPE majlis_admission_pass_refusals_total counter",
+            f"majlis_admission_pass_refusals_total {self.passes['refused']}",
+        ]
+        return "\n".join(lines) + "\n"
 
 
 def _proof(proof: object) -> tuple[str, str]:
@@ -133,6 +168,10 @@ KEY = web.AppKey("admission", Admission)
 def setup(web_app: web.Application, app: App) -> None:
     web_app[KEY] = Admission(app)
     web_app.add_routes(routes)
+
+
+def metrics_text(web_app: web.Application) -> str:
+    return web_app[KEY].metrics()
 
 
 def room_state(request: web.Request, space_id: str) -> dict[str, bool]:

@@ -9,6 +9,7 @@ from majlis.app import App
 from majlis.guard import readiness
 from majlis.guard.limits import Limits
 from majlis.guard.middleware import LIMITS
+from majlis.http import admission
 
 routes = web.RouteTableDef()
 
@@ -80,7 +81,9 @@ def _guard_metrics(limits: Limits) -> str:
 async def prometheus(request: web.Request) -> web.Response:
     app: App = request.app["majlis"]
     return web.Response(
-        text=metrics.render(app.spaces) + _guard_metrics(request.app[LIMITS]),
+        text=metrics.render(app.spaces)
+        + _guard_metrics(request.app[LIMITS])
+        + admission.metrics_text(request.app),
         content_type="text/plain",
         charset="utf-8",
         headers=NO_STORE,
