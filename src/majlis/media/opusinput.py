@@ -62,6 +62,11 @@ class OpusInput:
             return
         self._packets.append(data)
 
+    @property
+    def pending(self) -> int:
+        """Packets queued and not yet decoded."""
+        return len(self._packets)
+
     def pull(self, n: int) -> Samples:
         if self._packets:
             self._decode_pending()
