@@ -176,8 +176,9 @@ class Space:
                 await self.pipeline.start()
                 self.status = Status.LIVE
                 self.started_at = self.clock.wall()
-            if replaced is not None and replaced in self.speakers:
+            if replaced in self.speakers and member.role is not Role.HOST:
                 # The same person again (a reload, a new network): the newest session wins.
+                # The host may publish several sources at once, as before the stage existed.
                 await self._close(replaced)
         self.touch()
         return session_id, answer
@@ -206,8 +207,14 @@ class Space:
     async def unpublish(self, session_id: str) -> None:
         """Close a WHIP session; unknown or already gone sessions raise NotFound. Anonymous
         speakers leave the stage with their session; the others stay on it, silent."""
+        subject = self.speakers[session_id].subject if session_id in self.speakers else ""
         await self._close(session_id)
-        self.stage.session_gone(session_id)
+        others = [s.id for s in self.speakers.values() if s.subject == subject]
+        member = self.stage.members.get(subject)
+        if others and member is not None and member.session_id == session_id:
+            member.session_id = others[-1]
+        elif not others:
+            self.stage.session_gone(session_id)
         self.touch()
 
     async def _close(self, session_id: str) -> None:
@@ -242,13 +249,15 @@ class Space:
 
     def sync_mute(self, member: Member) -> None:
         """The mixer follows the stage: a muted speaker is dropped from the mix."""
-        if member.session_id is not None:
-            self.mixer.set_muted(member.session_id, member.muted)
+        for speaker in self.speakers.values():
+            if speaker.subject == member.subject:
+                self.mixer.set_muted(speaker.id, member.muted)
 
     async def off_stage(self, member: Member) -> None:
         """Someone left the stage (moved, removed, left): their WHIP session closes now."""
-        if member.session_id is not None and member.session_id in self.speakers:
-            await self._close(member.session_id)
+        for speaker in list(self.speakers.values()):
+            if speaker.subject == member.subject:
+                await self._close(speaker.id)
         member.session_id = None
 
     async def _drop(self, session_id: str) -> None:
