@@ -1,6 +1,7 @@
 """The seed corpus: real inputs each fuzzer starts from, read from the files beside this one.
 
-sdp/    offers as real publishers send them (aiortc, Chromium, Firefox, OBS 30)
+sdp/    offers as real publishers send them (aiortc 1.16 and Chromium 156 captured here;
+        Firefox and OBS 30 written after theirs)
 query/  playlist query strings, one per line (blank lines and `#` comments skipped)
 json/   request bodies, one file each, sent as they are (some are not JSON on purpose)
 """
