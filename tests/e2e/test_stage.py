@@ -220,7 +220,7 @@ async def test_invited_listener_is_heard_then_muted_with_lock_then_unmuted(
         assert (refused["type"], refused["status"]) == ("error", 403), refused
         assert "locked" in refused["detail"]
         assert (await host.call("unmute", target=listener["id"]))["muted"] is False
-        await asyncio.sleep(0.6)
+        await asyncio.sleep(0.6)  # parts encoded while it was muted
         back = await powers(room)
         assert back[GUEST_TONE] > PRESENT, back
 
@@ -358,10 +358,20 @@ async def test_moved_to_the_audience_the_speaker_token_stops_the_listener_token_
     room = Room(server, http, server.create_space("Moving"))
     host = await room.control(room.space["host_token"])
     guest = await room.speaker(host, "guest")
-    pub = await publish(
+    first = await publish(
         http, server.base, guest["whip_url"], guest["speaker_token"], ToneTrack(GUEST_TONE)
     )
+    pub = first
     try:
+        # Publishing again (a reload, a new network): the newer session replaces the older.
+        pub = await publish(
+            http, server.base, guest["whip_url"], guest["speaker_token"], ToneTrack(GUEST_TONE)
+        )
+        await first.pc.close()
+        status, _ = await call(http, "DELETE", server.base + first.location, guest["speaker_token"])
+        assert status == 404
+        (entry,) = (await room.state())["stage"]
+        assert entry["id"] == guest["id"] and entry["connected"]
         guest_ws = await room.control(guest["speaker_token"])
         await guest_ws.view(lambda v: v["you"]["status"] == "on_stage")
         assert (await host.call("move_to_audience", target=guest["id"]))["type"] == "ok"
