@@ -147,6 +147,11 @@ class Connection:
             # A token that stopped working closes the socket too (the pusher says why).
             self.wake.set()
             return
+        except Exception:
+            # A bug must cost one answer, not the socket or the server.
+            log.exception("control message failed in space %s", self.space.id)
+            await self._error(request_id, 500, "internal", "internal server error")
+            return
         await self._send({"type": "ok", "id": request_id, **reply})
         if self.ending:
             await self.ws.close(code=CLOSE_ENDED, message=b"the space has ended")
@@ -173,7 +178,7 @@ class Connection:
             view = json.dumps(view_for(self.space, actor), separators=(",", ":"))
             if view != self.last_view:
                 self.last_view = view
-                await self.ws.send_str(view)
+                await self._send_text(view)
             if self.space.ended and not self.ending:
                 await self._close(CLOSE_ENDED, "the space has ended")
                 return
@@ -183,8 +188,13 @@ class Connection:
         await self.ws.close(code=code, message=reason.encode()[:120])
 
     async def _send(self, payload: dict[str, Any]) -> None:
-        if not self.ws.closed:
-            await self.ws.send_str(json.dumps(payload, separators=(",", ":")))
+        await self._send_text(json.dumps(payload, separators=(",", ":")))
+
+    async def _send_text(self, text: str) -> None:
+        # A peer that vanished mid-send is the reader's to notice, not an error here.
+        with contextlib.suppress(ConnectionError):
+            if not self.ws.closed:
+                await self.ws.send_str(text)
 
     async def _error(self, request_id: Any, status: int, code: str, detail: str) -> None:
         await self._send(
