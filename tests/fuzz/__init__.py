@@ -5,8 +5,9 @@
     test_playlist_query.py  _HLS_msn/_HLS_part/_HLS_skip, part and segment numbers
     test_api_bodies.py      JSON bodies of spaces, end, listener sessions, heartbeats, clips
     test_regressions.py     every input that once crashed a parser (corpus/crashes/)
+    test_headers.py         Accept-Language, If-None-Match, Authorization
+    test_control_socket.py  the participants' control WebSocket, with websocket.py's harness
     test_openapi.py         schemathesis against /static/openapi.json
-    websocket.py            the harness for a WebSocket endpoint, once there is one
 
 Examples are derandomized and bounded, so `make test` runs the same ones every time. A
 longer campaign, new examples on every run:

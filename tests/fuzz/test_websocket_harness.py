@@ -1,8 +1,5 @@
-"""The WebSocket fuzzer, exercised on a small socket of this file until the server has one.
-
-A JSON socket that refuses bad frames the right way passes; one that fails with 1011 is
-caught. When the participants' control socket exists, fuzz it as websocket.py shows.
-"""
+"""The WebSocket fuzzer itself, on a small socket of this file: a JSON socket that refuses
+bad frames the right way passes, and one that fails with 1011 is caught."""
 
 from __future__ import annotations
 

@@ -1,23 +1,19 @@
-"""Fuzzing a WebSocket endpoint, ready for the participants' control socket (stage, roles).
+"""Fuzzing a WebSocket endpoint, such as the participants' control socket.
 
-No WebSocket endpoint exists yet. When one does, its fuzzer is a few lines:
-
-    def test_control_socket(live: LiveSpace) -> None:
-        url = live.base.replace("http", "ws") + f"/ws/{live.id}"
-        headers = {"Authorization": f"Bearer {live.space['host_token']}"}
-        run_socket_fuzzer(url, headers, ws_messages({"type": st.sampled_from([...]), ...}))
-        live.assert_healthy_since(mark, started)
-
-Each example opens a connection, sends one frame and reads what comes back. The property:
-the server answers with a message, says nothing, or closes with a code that blames the
-client (1000, 1003, 1007, 1008, 1009); never 1011 (its own error), never a dropped connection
-without a close frame, and the next connection works again.
+Each example opens a connection, sends one frame and reads until the server answers it (a
+message ``is_reply`` accepts), closes, or stays silent for REPLY_TIMEOUT_S. The property:
+the server answers, says nothing, or closes with a code that blames the client (1000, 1003,
+1007, 1008, 1009, or the endpoint's own 4xxx codes); never 1011 (its own error), never a
+dropped connection without a close frame; and the next connection works again.
+test_control_socket.py shows how an endpoint is fuzzed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -67,28 +63,45 @@ class Outcome:
     close_code: int | None = None
 
 
-async def send_one(url: str, headers: dict[str, str], frame: Frame) -> Outcome:
+def any_message(data: str | bytes) -> bool:
+    return True
+
+
+async def send_one(
+    url: str,
+    headers: dict[str, str],
+    frame: Frame,
+    is_reply: Callable[[str | bytes], bool] = any_message,
+    protocols: tuple[str, ...] = (),
+) -> Outcome:
     """Open a connection, send ``frame``, and report how the server answered."""
     timeout = aiohttp.ClientTimeout(total=REPLY_TIMEOUT_S + 10)
     async with (
         aiohttp.ClientSession(timeout=timeout) as session,
-        session.ws_connect(url, headers=headers, autoping=True, max_msg_size=0) as ws,
+        session.ws_connect(
+            url, headers=headers, protocols=protocols, autoping=True, max_msg_size=0
+        ) as ws,
     ):
         await ws.send_frame(frame.payload, frame.opcode)
-        try:
-            message = await ws.receive(timeout=REPLY_TIMEOUT_S)
-        except TimeoutError:
-            return Outcome("silent")
-        if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-            return Outcome("reply")
-        if message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
-            return Outcome("closed", ws.close_code)
-        raise AssertionError(f"unexpected {message.type}: {message.data!r:.200}")
+        deadline = asyncio.get_running_loop().time() + REPLY_TIMEOUT_S
+        while (left := deadline - asyncio.get_running_loop().time()) > 0:
+            try:
+                message = await ws.receive(timeout=left)
+            except TimeoutError:
+                break
+            if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                if is_reply(message.data):
+                    return Outcome("reply")
+                continue
+            if message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+                return Outcome("closed", ws.close_code)
+            raise AssertionError(f"unexpected {message.type}: {message.data!r:.200}")
+        return Outcome("silent")
 
 
-def check_outcome(outcome: Outcome) -> None:
+def check_outcome(outcome: Outcome, allowed: frozenset[int] = CLIENT_FAULT_CODES) -> None:
     if outcome.kind == "closed":
-        assert outcome.close_code in CLIENT_FAULT_CODES, f"closed with {outcome.close_code}"
+        assert outcome.close_code in allowed, f"closed with {outcome.close_code}"
 
 
 def run_socket_fuzzer(
@@ -96,12 +109,25 @@ def run_socket_fuzzer(
     headers: dict[str, str],
     messages: st.SearchStrategy[Frame],
     max_examples: int = 60,
-) -> None:
+    *,
+    is_reply: Callable[[str | bytes], bool] = any_message,
+    protocols: tuple[str, ...] = (),
+    allowed: frozenset[int] = CLIENT_FAULT_CODES,
+) -> Counter[str]:
+    """Run the fuzzer; returns how often each outcome was seen (e.g. "closed 1009")."""
+    seen: Counter[str] = Counter()
+
+    def send(frame: Frame) -> None:
+        outcome = asyncio.run(send_one(url, headers, frame, is_reply, protocols))
+        seen[outcome.kind + ("" if outcome.close_code is None else f" {outcome.close_code}")] += 1
+        check_outcome(outcome, allowed)
+
     @fuzz(max_examples)
     @given(frame=messages)
     def one(frame: Frame) -> None:
-        check_outcome(asyncio.run(send_one(url, headers, frame)))
+        send(frame)
 
     one()
     # Still serving after everything above.
-    check_outcome(asyncio.run(send_one(url, headers, Frame(WSMsgType.TEXT, b"{}"))))
+    send(Frame(WSMsgType.TEXT, b"{}"))
+    return seen
