@@ -3,7 +3,8 @@
     test_sdp.py             check_offer, then the WHIP endpoint, with offers mutated from
                             corpus/sdp/ (aiortc, Chromium, Firefox, OBS 30)
     test_playlist_query.py  _HLS_msn/_HLS_part/_HLS_skip, part and segment numbers
-    test_api_bodies.py      JSON bodies of spaces, end, listener sessions, heartbeats, clips
+    test_api_bodies.py      JSON bodies of spaces, end, listener sessions, heartbeats, clips,
+                            hands, reactions, consent
     test_regressions.py     every input that once crashed a parser (corpus/crashes/)
     test_headers.py         Accept-Language, If-None-Match, Authorization
     test_control_socket.py  the participants' control WebSocket, with websocket.py's harness

@@ -148,3 +148,36 @@ def test_clips(live: LiveSpace, replay: dict[str, Any]) -> None:
 
     post()
     live.assert_healthy_since(mark, started)
+
+
+STAGE_BODIES: dict[str, dict[str, st.SearchStrategy[Any]]] = {
+    "hand": {"name": st.text(max_size=200)},
+    "reactions": {
+        "emoji": st.one_of(st.sampled_from(["👏", "❤️", "😂", "🔥"]), st.text(max_size=8))
+    },
+    "invitation/accept": {"consent": st.booleans()},
+}
+
+
+def test_stage_bodies(live: LiveSpace) -> None:
+    """A listener's hand, reactions and consent, on a space of their own (the live stage
+    stays as it is)."""
+    mark, started = live.log_mark(), time.perf_counter()
+    space = live.server.create_space("Stage fuzzing")
+    joined = request(live.base, "POST", f"/api/spaces/{space['id']}/listeners/join", b"")
+    assert joined.status == 201, (joined.status, joined.body)
+    auth = f"Bearer {joined.json()['listener_token']}"
+
+    @fuzz(120)
+    @given(
+        what=st.sampled_from(sorted(STAGE_BODIES)),
+        data=st.data(),
+        kind=CONTENT_TYPES,
+    )
+    def post(what: str, data: st.DataObject, kind: str) -> None:
+        body = data.draw(json_bodies(STAGE_BODIES[what], "space-"))
+        reply = _post(live, f"/api/spaces/{space['id']}/{what}", body, kind, auth)
+        assert reply.status < 300 or reply.status in (400, 403, 404, 409, 413, 415, 429), reply
+
+    post()
+    live.assert_healthy_since(mark, started)
