@@ -17,7 +17,7 @@ import aiohttp
 from majlis.storage.events import events_path, read_events
 from majlis.trust.audience import Event
 from tests.support.browser import chromium, make_tone_wav
-from tests.support.server import RunningServer
+from tests.support.server import RunningServer, majlis_server
 from tests.support.whip import ToneTrack, publish, unpublish
 
 BROWSER = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0 Safari/537.36"}
@@ -40,9 +40,16 @@ async def beat(
         return resp.status
 
 
+def _ids_after_dashes(args: tuple[str, ...]) -> list[str]:
+    """`majlis audience <space>`: a space id may begin with "-", so it goes after "--"."""
+    if len(args) >= 2 and args[0] == "audience" and not args[1].startswith("--"):
+        return [args[0], *args[2:], "--", args[1]]
+    return list(args)
+
+
 async def majlis(*args: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "majlis.cli", *args,
+        sys.executable, "-m", "majlis.cli", *_ids_after_dashes(args),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, err = await asyncio.wait_for(proc.communicate(), 30)
@@ -157,6 +164,19 @@ async def test_new_sessions_are_rate_limited_per_address(
     status, body, headers = await start(http, server, space, headers=BROWSER)
     assert status == 429 and body["error"] == "too_many_requests"
     assert int(headers["Retry-After"]) >= 1
+
+
+async def test_behind_a_trusted_edge_each_listener_has_its_own_budget(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    # The edge is 127.0.0.1 and says who it forwards; a listener's budget is its own.
+    with majlis_server(tmp_path / "data", "--trusted-proxy", "127.0.0.1/32") as edge_origin:
+        space = edge_origin.create_space("Behind an edge")["id"]
+        one = {**BROWSER, "X-Forwarded-For": "198.51.100.7"}
+        other = {**BROWSER, "X-Forwarded-For": "203.0.113.9"}
+        statuses = [(await start(http, edge_origin, space, headers=one))[0] for _ in range(31)]
+        assert statuses == [201] * 30 + [429]
+        assert (await start(http, edge_origin, space, headers=other))[0] == 201
 
 
 # -- /metrics ---------------------------------------------------------------------------

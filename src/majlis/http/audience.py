@@ -17,7 +17,8 @@ from aiohttp import web
 
 from majlis.app import App
 from majlis.errors import BadRequest, Conflict, NotFound, Unavailable
-from majlis.guard.clients import client_keys, parse_address
+from majlis.guard.clients import client_address, client_keys, parse_address
+from majlis.guard.middleware import LIMITS
 from majlis.guard.ratelimit import TokenBuckets, TooManyRequests
 from majlis.http.admission import KEY as ADMISSION
 from majlis.http.body import read_limited
@@ -48,6 +49,12 @@ NO_STORE = {"Cache-Control": "no-store"}
 
 
 __all__ = ["SessionLimiter", "TooManyRequests", "limiter_key", "routes", "setup"]
+
+
+def listener_address(request: web.Request) -> str | None:
+    limits = request.app[LIMITS]
+    ip = client_address(request.remote, request.headers.get("X-Forwarded-For"), limits.trusted)
+    return None if ip is None else str(ip)
 
 
 def limiter_key(address: str | None) -> str:
@@ -144,7 +151,10 @@ async def start_session(request: web.Request) -> web.Response:
     ticketed = "ticket" in body
     if not ticketed:
         admission.attack.note_request(now)
-    key = limiter_key(request.remote)
+    # The listener's own address, also behind a trusted edge (X-Forwarded-For): keyed on
+    # the edge, every listener behind it would share one budget and one client id.
+    address = listener_address(request)
+    key = limiter_key(address)
     if not ticketed and not service.limiter.allow(key, now):
         wait = service.limiter.retry_after(key)
         raise TooManyRequests("too many listener sessions from this address", wait)
@@ -155,7 +165,7 @@ async def start_session(request: web.Request) -> web.Response:
         return answer
     sid = secrets.token_urlsafe(16)
     ua = user_agent_class(request.headers.get("User-Agent"))
-    live = LiveSession(mode, ua, client_id(request.remote, service.salt), now)
+    live = LiveSession(mode, ua, client_id(address, service.salt), now)
     space.listeners.start(sid, live)
     service.record(space, "session_start", sid, live, 0.0)
     return web.json_response(
