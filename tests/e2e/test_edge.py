@@ -251,6 +251,10 @@ def test_an_edge_adds_under_half_a_second(edge_run: dict[str, Any]) -> None:
         # starves it, it measures its own delay, not the edge's, and its listeners fall
         # behind the parts a playlist lists.
         pytest.skip(f"load generator starved (loop lag {lag}); edge latency {latency}")
+    waits = edge_run["lock_waits_s"]["part"]
+    if waits["n"] and waits["p90"] > LOCK_RECHECK_S + 0.05:
+        # nginx's own 500 ms re-check ran late: the edges were starved of CPU by other work.
+        pytest.skip(f"edges starved (lock waits {waits}); edge latency {latency}")
     report, parts = edge_run["listeners_report"], edge_run["parts_in_window"]
     # Listeners stayed within the parts a playlist lists (none skipped)...
     assert report["missing_parts"] == 0, report
