@@ -481,6 +481,9 @@ def _flood_load(data: dict[str, Any]) -> list[str]:
         f"{'; '.join(f'`{d}`' for d in drops) if drops else 'none'}. Stage at the end: "
         f"{', '.join(data['speakers']['stage']) or 'empty'} (`junk` are the flood's idle WHIP "
         "peers, dropped after their 15 s connect grace).",
+        "- The speakers' own connection states, seconds after the flood began: "
+        + ("; ".join(data.get("speaker_state_changes") or []) or "not recorded")
+        + ".",
         f"- Listener request errors: "
         f"{_value(data['listener_errors']) if data['listener_errors'] else 'none'}.",
         *(["- Refused or timed out, then retried: " + "; ".join(f"`{r}`" for r in retries)]

@@ -262,6 +262,8 @@ class Run:
     server_log: str = ""
     speaker_sessions: list[str] = field(default_factory=list)  # WHIP session ids
     create_space_s: float = 0.0
+    speaker_events: list[str] = field(default_factory=list)  # seconds after the flood began
+    speakers_closing: bool = False
     retries: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
@@ -399,11 +401,13 @@ async def _live_part(
         try:
             run.first_join_at = time.time()
             pubs.append(await _retry(lambda: _speaker(http, base, space, 0), "speaker 1", run))
+            _watch(pubs[-1], SPEAKER_NAMES[0], run)
             try:
                 run.first_part_seen_at = await _first_part(http, playlist, time.time() + 60)
             except AssertionError as exc:
                 run.errors.append(str(exc))
             pubs.append(await _retry(lambda: _speaker(http, base, space, 1), "speaker 2", run))
+            _watch(pubs[-1], SPEAKER_NAMES[1], run)
             run.speaker_sessions = [p.location.rsplit("/", 1)[1] for p in pubs]
             await _listen(base, space, playlist, reports, plan, scale, run)
             run.speakers_connected = [
@@ -412,8 +416,23 @@ async def _live_part(
                 if p.pc.connectionState == "connected"
             ]
         finally:
+            run.speakers_closing = True
             for pub in pubs:
                 await pub.pc.close()
+
+
+def _watch(pub: Publisher, name: str, run: Run) -> None:
+    """Note every change of the speaker's own connection and ICE states, with the time."""
+    pc = pub.pc
+
+    def note(what: str, state: str) -> None:
+        if not run.speakers_closing:  # our own close at the end is no news
+            run.speaker_events.append(
+                f"{time.time() - run.flood_ready_at:.1f} s {name} {what} {state}"
+            )
+
+    pc.on("connectionstatechange", lambda: note("connection", pc.connectionState))
+    pc.on("iceconnectionstatechange", lambda: note("ICE", pc.iceConnectionState))
 
 
 # A client that is refused or times out under the flood tries again, as people do; the
@@ -638,6 +657,7 @@ def analyse(run: Run, plan: Plan, scale: Scale) -> dict[str, Any]:
             "after_flood": _stats([h for w, h in run.health if w > stop + RECOVERY_TARGET_S]),
         },
         "speaker_drops_in_server_log": _drops(run.server_log, run.speaker_sessions),
+        "speaker_state_changes": run.speaker_events[:20],
         "listener_errors": dict(sum((ln.errors for ln in run.listeners), Counter())),
         "met": met,
         "errors": run.errors,
