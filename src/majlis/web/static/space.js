@@ -153,15 +153,22 @@
   // ---- audience: one anonymous listener session while playing (docs/metrics.md) ----
   // Counting takes these few requests of their own; the media URLs stay the same for
   // everyone, so caches keep sharing them. Only seconds of audio actually played count.
-  const listening = { id: null, mode: null, played: 0, last: null, timer: null, starting: false };
+  const listening = {
+    id: null, mode: null, played: 0, last: null, lastAt: null, timer: null, starting: false,
+  };
   const listenUrl = () => `${base}sessions/${listening.id}/heartbeat`;
   function countPlayed() {
     const t = player.currentTime;
-    // timeupdate comes about four times a second: a longer step is a seek, not listening.
-    if (listening.last !== null && t - listening.last > 0 && t - listening.last < 1) {
-      listening.played += t - listening.last;
+    const now = performance.now() / 1000;
+    // Media time that ran faster than the clock is a seek (the join's jump to the live
+    // edge, a skip), not listening: credit at most the wall time that passed.
+    if (listening.last !== null && listening.lastAt !== null) {
+      const step = t - listening.last;
+      const wall = (now - listening.lastAt) * Math.max(player.playbackRate, 1) * 1.05;
+      if (step > 0) listening.played += Math.min(step, wall);
     }
     listening.last = t;
+    listening.lastAt = now;
   }
   function takePlayed() {
     countPlayed();
@@ -174,6 +181,7 @@
     listening.mode = s.mode;
     listening.played = 0;
     listening.last = player.currentTime;
+    listening.lastAt = performance.now() / 1000;
     listening.timer = setInterval(beat, s.heartbeat_s * 1000);
     showAdmission();
   }
