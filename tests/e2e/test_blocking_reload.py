@@ -24,6 +24,9 @@ from tests.support.whip import ToneTrack, publish
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 PART_S = 10 * 1024 / 48_000  # the default part: 10 AAC frames = 213.3 ms
+# Answered when the part exists (within a part, plus a loaded machine's lateness), far
+# sooner than the 3 s hold timeout.
+LATE_S = 1.0
 SEGMENT_S = 5 * PART_S
 HOLD_LIMIT_S = 3.0  # three target durations of 1 s
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
@@ -188,7 +191,7 @@ async def test_next_part_is_answered_as_soon_as_it_exists(live: Live) -> None:
         assert (msn, part) in Edge.of(reply.text).parts, "the answer must list the part"
         holds.append(reply.held)
     print("next-part holds (s):", " ".join(f"{h:.3f}" for h in holds))
-    assert max(holds) < PART_S + 0.3, holds
+    assert max(holds) < PART_S + LATE_S, holds
     # Held, not answered at once: on average about half a part.
     assert sum(holds) / len(holds) > 0.03, holds
 
@@ -206,7 +209,7 @@ async def test_preload_hint_is_held_then_served_with_the_part(live: Live) -> Non
         again = await fetch(live.http, live.media(uri))
         assert again.body == hinted.body, "a part never changes once written"
     print("preload-hint holds (s):", " ".join(f"{h:.3f}" for h in holds))
-    assert max(holds) < PART_S + 0.3, holds
+    assert max(holds) < PART_S + LATE_S, holds
 
 
 def _max_age(headers: dict[str, str]) -> int:
