@@ -390,8 +390,13 @@ async def test_a_replay_across_a_server_restart_exports_whole(pki: Pki, tmp_path
     resumed = exported[before.size + AAC_FRAME :]
     # Right after the boundary the decoder overlaps the new encoder's first frame with the
     # old encoder's last one instead of silence; from then on they differ by rounding only.
+    # Except in bands the encoder coded as noise (PNS): the decoder fills them from a random
+    # generator whose state carries over from everything decoded before, so two decoders
+    # with different histories differ there, a little, forever. Hence a percentile.
     settled = 2 * AAC_FRAME
-    assert float(np.abs(resumed - after)[settled:].max()) < 1e-4
+    diff = np.abs(resumed - after)[settled:]
+    assert float(np.percentile(diff, 99.9)) < 1e-4, float(diff.max())
+    assert float(diff.max()) < 0.02
     assert float(np.abs(resumed - after)[:settled].max()) < 0.05
     assert tone_power(before[RATE // 2 :], 440.0) > 0.5
     assert tone_power(resumed[: -RATE // 4], 880.0) > 0.5
