@@ -150,4 +150,7 @@ class Publisher:
             if task is not current:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-        await self.pc.close()
+        try:
+            await self.pc.close()
+        except Exception:  # a peer aiortc left half set up: closing must not mask the cause
+            log.warning("publisher %s: closing the peer connection failed", self.id, exc_info=True)
