@@ -152,5 +152,5 @@ class Publisher:
                     await task
         try:
             await self.pc.close()
-        except Exception:  # a peer aiortc left half set up: closing must not mask the cause
-            log.warning("publisher %s: closing the peer connection failed", self.id, exc_info=True)
+        except Exception as exc:  # a peer aiortc left half set up: closing must not mask the cause
+            log.warning("publisher %s: closing the peer connection failed: %r", self.id, exc)
