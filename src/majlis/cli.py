@@ -19,6 +19,7 @@ from majlis.config import (
     parse_port_range,
     parse_rate,
     parse_seconds,
+    stage_size,
 )
 
 # Flags of the HTTP edge's limits: (flag, Settings field, parser of its text).
@@ -104,6 +105,8 @@ def _serve(args: argparse.Namespace) -> int:
         changes["part_frames"] = parse_bounded("part frames", args.part_frames, 3, 47)
     if args.segment_parts:
         changes["segment_parts"] = parse_bounded("segment parts", args.segment_parts, 1, 30)
+    if args.stage_speakers:
+        changes.update(stage_size(settings, args.stage_speakers))
     changes.update(_admission(args))
     changes.update(_limit_changes(args))
     settings = replace(settings, **changes)  # type: ignore[arg-type]
@@ -321,6 +324,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--aac-bitrate", help="AAC bitrate in bit/s, 32000-64000 (default 48000)")
     s.add_argument("--part-frames", help="AAC frames (21.3 ms each) per LL-HLS part (default 10)")
     s.add_argument("--segment-parts", help="parts per segment (default 5)")
+    s.add_argument(
+        "--stage-speakers", help="speakers on stage besides the host and co-hosts (default 10)"
+    )
     _add_admission(s)
     s.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     _add_limit_flags(s)

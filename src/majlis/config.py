@@ -103,11 +103,19 @@ class Settings:
             changes["aac_bitrate"] = parse_bitrate(rate)
         if frames := env.get("MAJLIS_PART_FRAMES"):
             changes["part_frames"] = parse_bounded("part frames", frames, 3, 47)
+        if stage := env.get("MAJLIS_STAGE_SPEAKERS"):
+            changes.update(stage_size(self, stage))
         if idle := env.get("MAJLIS_CONTROL_IDLE_S"):
             changes["control_idle_timeout"] = parse_seconds("control idle timeout", idle, 1, 3600)
         if parts := env.get("MAJLIS_SEGMENT_PARTS"):
             changes["segment_parts"] = parse_bounded("segment parts", parts, 1, 30)
         return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def stage_size(settings: Settings, text: str) -> dict[str, object]:
+    """The stage's speakers, and the publishers that allows: host + co-hosts + speakers."""
+    speakers = parse_bounded("stage speakers", text, 1, 50)
+    return {"stage_speakers": speakers, "max_speakers": 1 + settings.max_cohosts + speakers}
 
 
 def parse_addresses(text: str) -> tuple[str, ...]:

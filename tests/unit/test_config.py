@@ -132,3 +132,14 @@ def test_with_env_errors(
     with pytest.raises(ValueError) as exc:
         Settings().with_env()
     assert str(exc.value) == message
+
+
+def test_stage_size_sets_the_publishers_it_allows(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAJLIS_STAGE_SPEAKERS", "4")
+    settings = Settings().with_env()
+    assert settings.stage_speakers == 4
+    assert settings.max_speakers == 1 + settings.max_cohosts + 4
+    for bad in ("0", "51", "ten"):
+        monkeypatch.setenv("MAJLIS_STAGE_SPEAKERS", bad)
+        with pytest.raises(ValueError):
+            Settings().with_env()
