@@ -449,7 +449,7 @@ def _attribution(rows: list[dict[str, Any]]) -> list[str]:
         "(same listeners and speakers, one fresh server each):",
         "",
         *_table(
-            ["flood", "req/s sent", "held at once", "parts on time", "delay p95",
+            ["flood", "req/s sent", "reload sockets", "parts on time", "delay p95",
              "`/healthz` p50", "server cores", "machine cores", "speakers kept"],
             [
                 [f"{r['flood']} ({r['seconds']:.0f} s)", f"{r['requests_per_s']:.0f}",
