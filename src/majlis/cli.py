@@ -29,6 +29,11 @@ _LIMIT_FLAGS: tuple[tuple[str, str, str], ...] = (
     ("--api-rate", "api_rate", "RATE/BURST per address on WHIP and /api (default 10/60)"),
     ("--api-prefix-rate", "api_prefix_rate", "per /24 or /48 on WHIP and /api (default 50/300)"),
     ("--max-held-per-address", "max_held_per_address", "held blocking requests (default 64)"),
+    (
+        "--max-held-per-network",
+        "max_held_per_network",
+        "held blocking requests per IPv4 /24 or IPv6 /48 (default 128)",
+    ),
     ("--max-held", "max_held", "held blocking requests in total (default 6000)"),
     ("--max-connections", "max_connections", "listener connections (default 8192)"),
     ("--max-connections-per-address", "max_connections_per_address", "(default 256)"),

@@ -54,6 +54,7 @@ class Settings:
     api_prefix_rate: tuple[float, float] = (50.0, 300.0)
     # Blocking reloads and preload-hinted parts held at once, per address and in total.
     max_held_per_address: int = 64
+    max_held_per_network: int = 128
     max_held: int = 6000
     # Listener connections in total and per address; connections reserved for the speaker
     # path (WHIP, the API, probes) on top of them.

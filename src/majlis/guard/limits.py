@@ -49,7 +49,9 @@ class Limits:
             exempt=parse_networks(s.limit_exempt),
             listener_rate=RateLimiter(Rate(*s.listener_rate), Rate(*s.listener_prefix_rate)),
             api_rate=RateLimiter(Rate(*s.api_rate), Rate(*s.api_prefix_rate)),
-            holds=HoldLimiter(s.max_held_per_address, s.max_held),
+            holds=HoldLimiter(
+                s.max_held_per_address, s.max_held, per_network=s.max_held_per_network
+            ),
             connections=ConnectionLimiter(
                 s.max_connections, s.max_connections_per_address, s.speaker_connections
             ),

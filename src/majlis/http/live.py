@@ -51,9 +51,10 @@ def _held(request: web.Request) -> Iterator[None]:
     limits = request.app[LIMITS]
     client = client_of(request)
     try:
-        limits.holds.acquire(client.address, client.exempt)
+        limits.holds.acquire(client.address, client.exempt, client.prefix)
     except TooManyRequests:
-        limits.refuse("held_per_address")
+        mine = limits.holds.held_by(client.address) >= limits.holds.per_client
+        limits.refuse("held_per_address" if mine else "held_per_network")
         raise
     except Unavailable:
         limits.refuse("held_total")
@@ -61,7 +62,7 @@ def _held(request: web.Request) -> Iterator[None]:
     try:
         yield
     finally:
-        limits.holds.release(client.address)
+        limits.holds.release(client.address, client.prefix)
 
 
 def _not_started(space: Space) -> None:

@@ -56,3 +56,20 @@ def test_exempt_clients_meet_only_the_total() -> None:
         holds.acquire("127.0.0.1", exempt=True)
     with pytest.raises(Unavailable):
         holds.acquire("127.0.0.1", exempt=True)
+
+
+def test_per_network_cap_is_a_429_and_frees_on_release() -> None:
+    holds = HoldLimiter(per_client=2, total=100, per_network=3)
+    holds.acquire("10.0.0.1", network="10.0.0.0/24")
+    holds.acquire("10.0.0.1", network="10.0.0.0/24")
+    holds.acquire("10.0.0.2", network="10.0.0.0/24")
+    with pytest.raises(TooManyRequests, match="3 requests from this network"):
+        holds.acquire("10.0.0.3", network="10.0.0.0/24")
+    holds.acquire("10.0.1.1", network="10.0.1.0/24")  # another network is not affected
+    holds.release("10.0.0.2", network="10.0.0.0/24")
+    with holds.hold("10.0.0.3", network="10.0.0.0/24"):
+        assert holds.held == 4
+    # Exempt clients (a trusted edge, the machine itself) are held to the total only.
+    holds.acquire("10.0.0.4", exempt=True, network="10.0.0.0/24")
+    holds.acquire("10.0.0.4", exempt=True, network="10.0.0.0/24")
+    assert holds.held == 5
