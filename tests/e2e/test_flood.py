@@ -7,8 +7,8 @@ player-like listeners follow it; afterwards the listeners keep listening to show
 is back to normal. The scale is modest: the flood costs the server about a third of what the
 50 listeners cost it, so a 2-core machine shared with other work runs it in about 30 s
 without blaming that work on the flood. `make bench ARGS="flood"` runs the full scale
-(60 s, thousands of held reloads), which today's server does not survive: see
-docs/benchmarks.md.
+(60 s, 3,000 held reloads, 300 slowloris) and reports the bare figures against the issue's
+targets: see docs/benchmarks.md.
 """
 
 from __future__ import annotations
