@@ -102,7 +102,8 @@ def test_schemathesis_finds_nothing(target: Target, tmp_path: Path) -> None:
         "--report", "junit", "--report-junit-path", str(report),
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    # Run from the test folder: schemathesis leaves a .schemathesis/ cache where it runs.
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     output = done.stdout[-6000:] + done.stderr[-2000:]
     assert report.exists(), output
     failures = _failures(report)
