@@ -17,28 +17,29 @@ from majlis.rooms.space import Status
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 
-# Responses sent, by status code (a bounded label: at most the 500 codes HTTP defines).
-_responses: dict[int, int] = defaultdict(int)
-
-
-def count_response(status: int) -> None:
-    _responses[status] += 1
-
-
 # Live media responses, by kind (a fixed set): with caching edges in front, each kind grows
 # by about one per edge per part, whatever the number of listeners behind the edges.
 LIVE_KINDS = ("playlist", "blocking_playlist", "init", "part", "segment", "other")
-_live_responses: dict[str, int] = defaultdict(int)
 
 
-def count_live_response(kind: str) -> None:
-    _live_responses[kind] += 1
+class HttpCounters:
+    """Responses sent, by status code (a bounded label: at most the codes HTTP defines) and,
+    for /live/, by kind. One per server, held by the web application."""
+
+    def __init__(self) -> None:
+        self.by_status: dict[int, int] = defaultdict(int)
+        self.live_by_kind: dict[str, int] = defaultdict(int)
+
+    def count(self, status: int, live_kind: str | None) -> None:
+        self.by_status[status] += 1
+        if live_kind is not None:
+            self.live_by_kind[live_kind] += 1
 
 
-def _http_responses() -> list[str]:
+def _http_responses(counters: HttpCounters) -> list[str]:
     return [
         _line("majlis_http_responses_total", n, {"code": str(code)})
-        for code, n in sorted(_responses.items())
+        for code, n in sorted(counters.by_status.items())
     ]
 
 
@@ -104,7 +105,7 @@ def _family(name: str, kind: str, help_text: str, samples: Iterable[str]) -> lis
     return [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", *samples]
 
 
-def render(spaces: SpaceRegistry) -> str:
+def render(spaces: SpaceRegistry, counters: HttpCounters) -> str:
     live = [s for s in spaces.all() if s.status is Status.LIVE]
     out: list[str] = []
     out += _family(
@@ -134,12 +135,12 @@ def render(spaces: SpaceRegistry) -> str:
     )  # fmt: skip
     out += _family(
         "majlis_http_responses_total", "counter", "HTTP responses sent, by status code.",
-        _http_responses(),
+        _http_responses(counters),
     )  # fmt: skip
     out += _family(
         "majlis_live_responses_total", "counter",
         "Responses to /live/ requests, by kind (blocking_playlist: _HLS_msn reloads).",
-        [_line("majlis_live_responses_total", _live_responses[k], {"kind": k})
+        [_line("majlis_live_responses_total", counters.live_by_kind[k], {"kind": k})
          for k in LIVE_KINDS],
     )  # fmt: skip
     out += _family(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +19,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.support.server import stop
 
 _UNPRIVILEGED = "nobody"
 
@@ -148,15 +149,3 @@ def nginx_edge(origin: str, *args: str, timeout: float = 10.0) -> Iterator[Runni
         if log.exists():
             running.access_log = log.read_text(errors="replace")
         shutil.rmtree(prefix, ignore_errors=True)
-
-
-def stop(proc: subprocess.Popen[bytes], grace: float = 10.0) -> int:
-    # SIGTERM is nginx's fast shutdown: the master stops its workers and exits.
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-    return proc.returncode

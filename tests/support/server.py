@@ -94,7 +94,8 @@ def majlis_server(
         stop(proc)
 
 
-def stop(proc: subprocess.Popen[str], grace: float = 15.0) -> int:
+def stop(proc: subprocess.Popen[Any], grace: float = 15.0) -> int:
+    """SIGTERM (a clean shutdown for majlis and nginx alike), then SIGKILL after `grace`."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:

@@ -10,6 +10,7 @@ from majlis.guard import readiness
 from majlis.guard.limits import Limits
 from majlis.guard.middleware import LIMITS
 from majlis.http import admission
+from majlis.http.responses import COUNTERS
 
 routes = web.RouteTableDef()
 
@@ -81,7 +82,7 @@ def _guard_metrics(limits: Limits) -> str:
 async def prometheus(request: web.Request) -> web.Response:
     app: App = request.app["majlis"]
     return web.Response(
-        text=metrics.render(app.spaces)
+        text=metrics.render(app.spaces, request.app[COUNTERS])
         + _guard_metrics(request.app[LIMITS])
         + admission.metrics_text(request.app),
         content_type="text/plain",

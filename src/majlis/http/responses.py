@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from majlis import metrics
+from majlis.metrics import HttpCounters
+
+COUNTERS = web.AppKey("http_counters", HttpCounters)
 
 
 async def count_status(request: web.Request, response: web.StreamResponse) -> None:
-    metrics.count_response(response.status)
-    if request.path.startswith("/live/"):
-        metrics.count_live_response(live_kind(request.path, "_HLS_msn" in request.query))
+    live = request.path.startswith("/live/")
+    kind = live_kind(request.path, "_HLS_msn" in request.query) if live else None
+    request.app[COUNTERS].count(response.status, kind)
 
 
 def live_kind(path: str, blocking: bool) -> str:

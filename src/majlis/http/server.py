@@ -16,6 +16,7 @@ from majlis.guard.protocol import GuardedSite
 from majlis.http import admission, api, audience, live, ops, pages, responses, trust, whip
 from majlis.http.control import setup as setup_stage
 from majlis.http.errors import Handler, error_middleware
+from majlis.metrics import HttpCounters
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ def build(app: App) -> web.Application:
     audience.setup(web_app, app)
     admission.setup(web_app, app)
     setup_stage(web_app)  # the stage: listeners' routes and the participants' control socket
+    web_app[responses.COUNTERS] = HttpCounters()
     web_app.on_response_prepare.append(responses.count_status)
     return web_app
 
