@@ -507,6 +507,24 @@ TITLES = {
 }
 
 
+# What a reader needs to judge a section that its figures do not say.
+EXPLAIN = {
+    "ear_latency": (
+        "hls.js settings (src/majlis/web/static/space.js): `lowLatencyMode: true` (parts, "
+        "blocking reloads, preload hints); no `liveSyncDuration`, so the playlist's "
+        "`PART-HOLD-BACK` (three 213 ms parts, 0.642 s) sets the distance behind the live "
+        "edge: the smallest the HLS spec allows, enough for the parts' arrival jitter "
+        "measured at the HTTP edge; `backBufferLength: 30` so a long space does not grow the "
+        "page's memory. `maxLiveSyncPlaybackRate: 1.1` is set, but hls.js 1.7 speeds up only "
+        "with more than 1 s buffered, which a three-part hold never reaches; and hls.js "
+        "starts a little behind its own target and stays there, so the page makes "
+        "one jump forward inside its buffer in the first 5 s of playback (`joinAtTarget`), "
+        "never later, so no listener loses words once listening. After a stall hls.js "
+        "raises its target by 1 s (`liveSyncOnStallIncrease`, its default): safety first."
+    ),
+}
+
+
 def _is_stats(value: Any) -> bool:
     return isinstance(value, dict) and "p50" in value and "p95" in value
 
@@ -566,6 +584,8 @@ def generic(name: str, data: dict[str, Any]) -> list[str]:
     out = [f"## {TITLES.get(name, name.replace('_', ' ').capitalize())}", ""]
     if text := data.get("what") or data.get("description"):
         out += [f"What: {text}.", ""]
+    if name in EXPLAIN:
+        out += [EXPLAIN[name], ""]
     if headline := _headline(name, data):
         out += [*_table(["figure", "measured", "target", "verdict"], [headline]), ""]
     body = {k: v for k, v in data.items() if k not in skip and not _is_records(v)}
