@@ -6,7 +6,9 @@
   const base = `/live/${spaceId}/`;
   const $ = (id) => document.getElementById(id);
   const params = new URLSearchParams(location.hash.slice(1));
-  const token = params.get("token");
+  // A host or speaker link carries its token in the fragment; a listener invited on stage
+  // gets one when accepting.
+  let token = params.get("token");
   const player = $("player");
   let hls = null;
   let lastStatus = null;
@@ -133,6 +135,7 @@
       if (r.ok) {
         const state = await r.json();
         renderStage(state);
+        renderReactions(state);
         admissionNote.attack = state.attack_mode === true;
         admissionNote.full = state.waiting_room === true;
         showAdmission();
@@ -144,6 +147,7 @@
           labelPlayButton();
           // Nobody is on the stage of an ended space: the card would only say so.
           $("stage-card").hidden = state.status === "ended";
+          $("take-part").hidden = state.status === "ended" || Boolean(token);
         }
       }
     } catch (e) { /* network hiccup: try again next second */ }
@@ -307,6 +311,103 @@
   player.addEventListener("pause", () => stopListening(true));
   window.addEventListener("pagehide", () => stopListening(true));
 
+  // ---- taking part as a listener: reactions and a raised hand (docs/api.md, the stage) ----
+  // One anonymous listener token per space and tab, asked for only when the listener acts.
+  const REACTIONS = ["👏", "❤️", "😂", "🔥", "💯", "🙏", "👍", "😮"];
+  const tokenKey = `majlis-listener-${spaceId}`;
+  const part = { token: sessionStorage.getItem(tokenKey), handUp: false, timer: null };
+  const handStatus = (text) => { $("hand-status").textContent = text; };
+
+  async function detailOf(r) {
+    const err = await r.json().catch(() => ({ detail: r.statusText }));
+    return `${T.error} ${err.detail}`;
+  }
+  async function asListener(path, method, body) {
+    if (!part.token) {
+      const r = await fetch(`/api/spaces/${spaceId}/listeners/join`, { method: "POST" });
+      if (!r.ok) throw new Error(await detailOf(r));
+      part.token = (await r.json()).listener_token;
+      sessionStorage.setItem(tokenKey, part.token);
+    }
+    const headers = { Authorization: `Bearer ${part.token}` };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    return fetch(`/api/spaces/${spaceId}/${path}`, {
+      method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  }
+
+  for (const emoji of REACTIONS) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "reaction";
+    b.textContent = emoji;
+    b.setAttribute("aria-label", `${T.react} ${emoji}`);
+    b.addEventListener("click", async () => {
+      try {
+        const r = await asListener("reactions", "POST", { emoji });
+        if (!r.ok) handStatus(await detailOf(r));
+      } catch (e) { handStatus(e.message); }
+    });
+    $("reaction-buttons").append(b);
+  }
+  function renderReactions(state) {
+    const total = (state.reactions && state.reactions.total) || {};
+    const shown = REACTIONS.filter((e) => total[e]).map((e) => `${e} ${total[e]}`);
+    $("reaction-counts").textContent = shown.length ? `${T.reactions_total} ${shown.join("  ")}` : "";
+  }
+
+  function showHand(up, ahead) {
+    part.handUp = up;
+    $("hand").textContent = up ? T.lower_hand : T.raise_hand;
+    $("hand").setAttribute("aria-pressed", String(up));
+    handStatus(up ? `${T.hand_raised} ${ahead ?? 0}` : "");
+    if (up && !part.timer) part.timer = setInterval(watchInvitation, 2000);
+    if (!up && part.timer) { clearInterval(part.timer); part.timer = null; }
+  }
+  async function toggleHand() {
+    $("hand").disabled = true;
+    try {
+      const r = part.handUp
+        ? await asListener("hand", "DELETE")
+        : await asListener("hand", "POST", { name: $("your-name").value.trim() });
+      if (r.ok) showHand(!part.handUp, r.status === 201 ? (await r.json()).position : 0);
+      else handStatus(await detailOf(r));
+    } catch (e) { handStatus(e.message); }
+    $("hand").disabled = false;
+  }
+  // The hand's place in line and an invitation, asked every 2 s while the hand is up (a
+  // raised hand is rare: these few requests never reach the listeners' shared URLs).
+  async function watchInvitation() {
+    try {
+      const r = await asListener("listeners/me", "GET");
+      if (!r.ok) return;
+      const me = await r.json();
+      if (me.invitation) {
+        $("invitation").hidden = false;
+        $("accept-invite").focus();
+      } else if (me.hands_ahead !== null) {
+        handStatus(`${T.hand_raised} ${me.hands_ahead}`);
+      } else if (me.status !== "invited") {
+        showHand(false);
+      }
+    } catch (e) { /* try again at the next tick */ }
+  }
+  async function answerInvitation(accept) {
+    const r = await asListener(`invitation/${accept ? "accept" : "decline"}`, "POST",
+      accept ? { consent: true } : undefined);
+    $("invitation").hidden = true;
+    showHand(false);
+    if (!r.ok) { handStatus(await detailOf(r)); return; }
+    if (!accept) return;
+    // On stage: the speaker card takes over with the token bound to this listener.
+    token = (await r.json()).speaker_token;
+    $("take-part").hidden = true;
+    showSpeaker();
+  }
+  $("hand").addEventListener("click", toggleHand);
+  $("accept-invite").addEventListener("click", () => answerInvitation(true));
+  $("decline-invite").addEventListener("click", () => answerInvitation(false));
+
   // ---- speaker ----
   let pc = null, stream = null, sessionUrl = null, meterTimer = null;
   const speakerStatus = (text) => { $("speaker-status").textContent = text; };
@@ -413,7 +514,7 @@
     }
   }
 
-  if (token) {
+  function showSpeaker() {
     const role = claimsRole();
     $("speaker").hidden = false;
     $("speaker-h").textContent = T["role_" + role] || "";
@@ -424,6 +525,7 @@
       $("end").addEventListener("click", endSpace);
     }
   }
+  if (token) showSpeaker();
   // Keep the token in the fragment when switching language.
   $("lang-switch").href += location.hash;
   window.addEventListener("pagehide", () => { if (sessionUrl) leave(); });
