@@ -514,6 +514,82 @@
     }
   }
 
+  // ---- host console: the hand queue and the stage, over the control WebSocket ----
+  // The token travels as a subprotocol (a browser cannot set headers on a WebSocket), never
+  // in the URL. Every button is a request the server authorizes again.
+  const consoleStatus = (text) => { $("console-status").textContent = text; };
+  function openConsole() {
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    const url = `${scheme}//${location.host}/api/spaces/${spaceId}/control`;
+    const ws = new WebSocket(url, ["majlis.control", `bearer.${token}`]);
+    let n = 0;
+    const send = (type, fields) => ws.send(JSON.stringify({ type, id: `c${++n}`, ...fields }));
+    ws.addEventListener("open", () => consoleStatus(""));
+    ws.addEventListener("message", (e) => {
+      const m = JSON.parse(e.data);
+      if (m.type === "state") renderConsole(m, send);
+      else if (m.type === "error") consoleStatus(`${T.error} ${m.detail}`);
+    });
+    ws.addEventListener("close", () => {
+      if (lastStatus === "ended") return;
+      consoleStatus(T.console_closed);
+      setTimeout(openConsole, 3000);
+    });
+  }
+  function personItem(name, extra) {
+    const li = document.createElement("li");
+    const who = document.createElement("bdi");
+    who.textContent = name;
+    li.append(who, ...(extra ? [" ", extra] : []));
+    return li;
+  }
+  function actionButton(label, name, onClick) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.textContent = label;
+    b.setAttribute("aria-label", `${label}: ${name}`);
+    b.addEventListener("click", onClick);
+    return b;
+  }
+  function renderConsole(view, send) {
+    const queue = $("queue");
+    queue.replaceChildren();
+    for (const h of view.queue || []) {
+      const li = personItem(h.name);
+      li.append(actionButton(T.invite, h.name, () => send("invite", { target: h.id })));
+      queue.append(li);
+    }
+    $("no-hands").hidden = (view.queue || []).length > 0;
+    const list = $("console-stage");
+    list.replaceChildren();
+    const iAmHost = view.you.role === "host";
+    for (const s of view.stage) {
+      const role = document.createElement("span");
+      role.className = "role";
+      role.textContent = (T["role_" + s.role] || s.role) + (s.muted ? ` · ${T.muted}` : "");
+      const li = personItem(s.name, role);
+      const target = { target: s.id };
+      if (s.role !== "host" && s.id !== view.you.id && (iAmHost || s.role !== "cohost")) {
+        li.append(
+          s.muted
+            ? actionButton(T.unmute, s.name, () => send("unmute", target))
+            : actionButton(T.mute, s.name, () => send("mute", { ...target, lock: true })),
+          actionButton(T.move_to_audience, s.name, () => send("move_to_audience", target)),
+          actionButton(T.remove_block, s.name, () => {
+            if (confirm(T.remove_confirm)) send("block", target);
+          }),
+        );
+        if (iAmHost && s.role === "speaker") {
+          li.append(actionButton(T.promote, s.name, () => send("promote", target)));
+        }
+        if (iAmHost && s.role === "cohost") {
+          li.append(actionButton(T.demote, s.name, () => send("demote", target)));
+        }
+      }
+      list.append(li);
+    }
+  }
+
   function showSpeaker() {
     const role = claimsRole();
     $("speaker").hidden = false;
@@ -523,6 +599,10 @@
     if (role === "host") {
       $("end").hidden = false;
       $("end").addEventListener("click", endSpace);
+    }
+    if (role === "host" || role === "cohost") {
+      $("console").hidden = false;
+      openConsole();
     }
   }
   if (token) showSpeaker();
