@@ -42,6 +42,12 @@
       status.className = "status " + s.status;
       status.textContent = T["status_" + s.status] || s.status;
       li.append(a, " ", status);
+      if (s.status === "scheduled" && s.starts_at) {
+        const time = document.createElement("time");
+        time.dateTime = new Date(s.starts_at * 1000).toISOString();
+        time.textContent = when.format(new Date(s.starts_at * 1000));
+        li.append(" ", time);
+      }
       list.append(li);
     }
     if (!spaces.length) {
@@ -51,6 +57,19 @@
     }
   }
 
+  // The form's fields as the API takes them: the start time in the browser's zone, sent as
+  // an ISO 8601 instant; empty optional fields left out.
+  function spaceFields() {
+    const fields = { title: $("title").value, language: $("language").value };
+    const description = $("description").value.trim();
+    if (description) fields.description = description;
+    const starts = $("starts-at").value;
+    if (starts) fields.starts_at = new Date(starts).toISOString();
+    return fields;
+  }
+  $("language").value = lang;
+  const when = new Intl.DateTimeFormat(lang, { dateStyle: "medium", timeStyle: "short" });
+
   $("create").addEventListener("submit", async (ev) => {
     ev.preventDefault();
     const token = tokenInput.value.trim();
@@ -58,7 +77,7 @@
     const r = await fetch("/api/spaces", {
       method: "POST",
       headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` },
-      body: JSON.stringify({ title: $("title").value }),
+      body: JSON.stringify(spaceFields()),
     });
     const body = await r.json();
     if (r.status !== 201) {

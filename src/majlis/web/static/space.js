@@ -129,6 +129,17 @@
     $("empty-stage").hidden = state.stage.length > 0;
   }
 
+  const when = new Intl.DateTimeFormat(document.documentElement.lang, {
+    dateStyle: "full", timeStyle: "short",
+  });
+  function renderSchedule(state) {
+    $("description").textContent = state.description || "";
+    $("description").hidden = !state.description;
+    const scheduled = state.status === "scheduled" && typeof state.starts_at === "number";
+    $("schedule").hidden = !scheduled;
+    if (scheduled) $("starts").textContent = `${T.starts} ${when.format(new Date(state.starts_at * 1000))}`;
+  }
+
   async function poll() {
     try {
       const r = await fetch(base + "state.json", { cache: "no-cache" });
@@ -136,6 +147,7 @@
         const state = await r.json();
         renderStage(state);
         renderReactions(state);
+        renderSchedule(state);
         admissionNote.attack = state.attack_mode === true;
         admissionNote.full = state.waiting_room === true;
         showAdmission();
