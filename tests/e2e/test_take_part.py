@@ -1,6 +1,7 @@
 """A listener takes part from the space page in real Chromium: reacts, raises a hand, is
 invited by the host from the host console, consents and goes on stage; their (fake)
-microphone is then heard in the mix, measured by FFT, and the host mutes and unmutes them.
+microphone is then heard in the mix, measured by FFT; they mute themselves, and the host's
+locked mute is one they cannot lift.
 The Arabic page does the same with its own strings, right to left.
 """
 
@@ -112,10 +113,19 @@ async def test_a_listener_reacts_raises_a_hand_and_is_heard_on_stage(
 
                 return check
 
+            # The guest mutes and unmutes themselves from the speaker card.
+            await page.click("#self-mute")
+            await _until("the guest's own mute", await muted(True))
+            await page.click("#self-mute")
+            await _until("the guest's own unmute", await muted(False))
+            # The host's mute is locked: the guest's button cannot lift it, the host's can.
             await console.get_by_role("button", name=f"{t['mute']}: ليلى").click()
-            await _until("the mute", await muted(True))
+            await _until("the host's mute", await muted(True))
+            await page.wait_for_selector("#locked-note:not([hidden])", timeout=5_000)
+            assert await page.is_disabled("#self-mute")
             await console.get_by_role("button", name=f"{t['unmute']}: ليلى").click()
-            await _until("the unmute", await muted(False))
+            await _until("the host's unmute", await muted(False))
+            await page.wait_for_selector("#self-mute:enabled", timeout=5_000)
             consents = server.base + f"/api/spaces/{space['id']}/consents"
             async with http.get(consents, headers=headers) as resp:
                 assert [c["name"] for c in (await resp.json())["consents"]] == ["ليلى"]

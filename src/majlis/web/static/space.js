@@ -530,7 +530,9 @@
   // The token travels as a subprotocol (a browser cannot set headers on a WebSocket), never
   // in the URL. Every button is a request the server authorizes again.
   const consoleStatus = (text) => { $("console-status").textContent = text; };
-  function openConsole() {
+  // Everyone with a token on stage holds one control socket: the host and co-hosts for the
+  // console, every speaker for their own microphone (a mute a host locked stays).
+  function openControl() {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     const url = `${scheme}//${location.host}/api/spaces/${spaceId}/control`;
     const ws = new WebSocket(url, ["majlis.control", `bearer.${token}`]);
@@ -539,14 +541,31 @@
     ws.addEventListener("open", () => consoleStatus(""));
     ws.addEventListener("message", (e) => {
       const m = JSON.parse(e.data);
-      if (m.type === "state") renderConsole(m, send);
-      else if (m.type === "error") consoleStatus(`${T.error} ${m.detail}`);
+      if (m.type === "state") {
+        const hosting = m.you.role === "host" || m.you.role === "cohost";
+        $("console").hidden = !hosting;
+        if (hosting) renderConsole(m, send);
+        renderSelf(m.you, send);
+      } else if (m.type === "error") {
+        consoleStatus(`${T.error} ${m.detail}`);
+        speakerStatus(`${T.error} ${m.detail}`);
+      }
     });
-    ws.addEventListener("close", () => {
-      if (lastStatus === "ended") return;
+    ws.addEventListener("close", (e) => {
+      // 44xx: the server refused this token (revoked, removed): asking again cannot help.
+      if (lastStatus === "ended" || (e.code >= 4400 && e.code < 4500)) return;
       consoleStatus(T.console_closed);
-      setTimeout(openConsole, 3000);
+      setTimeout(openControl, 3000);
     });
+  }
+  function renderSelf(you, send) {
+    const button = $("self-mute");
+    button.hidden = you.muted === null || you.muted === undefined;
+    button.textContent = you.muted ? T.unmute : T.mute;
+    button.setAttribute("aria-pressed", String(Boolean(you.muted)));
+    button.disabled = Boolean(you.muted && you.locked);
+    button.onclick = () => send(you.muted ? "unmute" : "mute", {});
+    $("locked-note").hidden = !(you.muted && you.locked);
   }
   function personItem(name, extra) {
     const li = document.createElement("li");
@@ -612,10 +631,7 @@
       $("end").hidden = false;
       $("end").addEventListener("click", endSpace);
     }
-    if (role === "host" || role === "cohost") {
-      $("console").hidden = false;
-      openConsole();
-    }
+    openControl();
   }
   if (token) showSpeaker();
   // Keep the token in the fragment when switching language.
