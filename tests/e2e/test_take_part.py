@@ -167,6 +167,9 @@ async def test_host_invites_a_listener_who_is_heard_muted_and_replayed(
         await listener.reload()
         await listener.get_by_role("button", name=t["replay"]).wait_for(timeout=10_000)
         assert await listener.is_visible("#ended-notice")
+        await install_ear(listener)
+        await listener.get_by_role("button", name=t["replay"]).click()
+        await listen_for(listener, HOST_TONE, within=20)
     # The replay is the recording of all of it: both voices in it (tests/e2e/test_browser.py
     # plays a replay in Chromium).
     replay = await _replay(http, f"{server.base}/live/{space_id}/")
