@@ -140,6 +140,15 @@ class Connection:
         request_id: Any = None
         try:
             message = _parse(text)
+        except Malformed as exc:
+            # Not a message at all: this client does not speak the protocol. Close only this
+            # connection, saying why (1007: data inconsistent with the message type).
+            await self.ws.close(code=WSCloseCode.INVALID_TEXT, message=exc.message.encode()[:120])
+            return
+        except MajlisError as exc:
+            await self._error(None, exc.status, exc.code, exc.message)
+            return
+        try:
             request_id = message.get("id")
             reply = await self._dispatch(message)
         except MajlisError as exc:
@@ -202,13 +211,17 @@ class Connection:
         )
 
 
+class Malformed(BadRequest):
+    """A frame that is not a JSON object: closes the connection instead of an error reply."""
+
+
 def _parse(text: str) -> dict[str, Any]:
     try:
         message = json.loads(text)
     except (ValueError, RecursionError):
-        raise BadRequest("message is not valid JSON") from None
+        raise Malformed("message is not valid JSON") from None
     if not isinstance(message, dict):
-        raise BadRequest("message must be a JSON object")
+        raise Malformed("message must be a JSON object")
     request_id = message.get("id")
     ok_id = request_id is None or (
         isinstance(request_id, str | int)
