@@ -177,6 +177,8 @@ class LiveEdge:
             next_msn=self._next_msn,
             next_part=self._next_part,
             discontinuity_sequence=sum(s.discontinuity for s in left),
+            pending_started_at=self._pending_start if self._next_part else None,
+            pending_discontinuity=self._pending_discontinuity,
         )
 
     def _listed_part_segments(self) -> int:

@@ -43,6 +43,12 @@ class PlaylistView:
     next_part: int
     # Discontinuities that have left the window (RFC 8216bis 4.4.3.3).
     discontinuity_sequence: int = 0
+    # The segment in progress: when its first sample was mixed, and whether it follows a
+    # discontinuity (a restart). Its parts carry both from the first one, so a player that
+    # joins before any segment is complete (or right after a restart) places them on the
+    # same timeline as the segment they become.
+    pending_started_at: float | None = None
+    pending_discontinuity: bool = False
 
 
 def part_uri(msn: int, index: int) -> str:
@@ -100,7 +106,12 @@ def render(view: PlaylistView, init_uri: str = "init.mp4") -> str:
         lines.append(f"#EXTINF:{_extinf(seg.duration)},")
         lines.append(segment_uri(seg.msn))
     if not view.ended:
-        lines.extend(_part_lines(parts_by_msn.get(view.next_msn, ())))
+        pending = parts_by_msn.get(view.next_msn, ())
+        if pending and view.pending_discontinuity:
+            lines.append("#EXT-X-DISCONTINUITY")
+        if pending and view.pending_started_at is not None:
+            lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_pdt(view.pending_started_at)}")
+        lines.extend(_part_lines(pending))
         hint = part_uri(*_next_part(view))
         lines.append(f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{hint}"')
     else:

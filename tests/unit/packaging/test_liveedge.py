@@ -328,6 +328,30 @@ def test_ended_playlist_replays_every_segment() -> None:
     assert "PRELOAD-HINT" not in text
 
 
+def test_parts_of_the_first_segment_carry_its_date_before_it_completes() -> None:
+    edge = make_edge()
+    add_parts(edge, 2)
+    text = edge.playlist()
+    first_part = text.index('URI="p/0.0.m4s"')
+    date = text.index("#EXT-X-PROGRAM-DATE-TIME:")
+    assert date < first_part and "EXTINF" not in text
+    stamp = text[date:].split("\n", 1)[0]
+    add_parts(edge, 3)  # the segment completes: listed with the same date
+    assert edge.playlist().count(stamp) == 1
+
+
+def test_parts_after_a_restart_are_marked_before_their_segment_completes() -> None:
+    edge = make_edge()
+    edge.resume_after([SegmentEntry(msn=4, duration=PART * PARTS, started_at=T0)])
+    edge.set_init(b"init")
+    add_parts(edge, 2)
+    text = edge.playlist()
+    assert text.count("#EXT-X-DISCONTINUITY\n") == 1
+    assert text.index("#EXT-X-DISCONTINUITY\n") < text.index('URI="p/5.0.m4s"')
+    add_parts(edge, 3)
+    assert edge.playlist().count("#EXT-X-DISCONTINUITY\n") == 1
+
+
 def test_resume_after_a_restart_marks_a_discontinuity() -> None:
     edge = make_edge()
     recorded = [SegmentEntry(m, PART * PARTS, T0 + m) for m in range(3)]
