@@ -14,6 +14,8 @@ case "${1:-test}" in
     # The edge tests run a real nginx (as an unprivileged process, no service started).
     { have nginx || [ -x /usr/sbin/nginx ]; } || need+=(nginx)
     have ip || need+=(iproute2)
+    # The cluster tests run a real Redis on loopback (no service started).
+    have redis-server || need+=(redis-server)
     have unshare || need+=(util-linux)
     # Arabic glyphs for the pages' screenshots (Chromium draws boxes without them).
     { have fc-list && fc-list :lang=ar | grep -q .; } || need+=(fonts-noto-core)

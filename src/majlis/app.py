@@ -8,6 +8,9 @@ import secrets
 from pathlib import Path
 
 from majlis.clock import Clock, SystemClock
+from majlis.cluster import secrets as shared
+from majlis.cluster.link import RedisLink
+from majlis.cluster.node import Cluster, node_id
 from majlis.config import Settings
 from majlis.ingest.ice import configure_ice
 from majlis.rooms.registry import SpaceRegistry
@@ -44,12 +47,32 @@ class App:
         self.spaces = SpaceRegistry(
             settings, self.clock, self.db, self.signer, self.data, signing_key=self.signing_key
         )
+        # Set when nodes share a Redis (`--redis`): see majlis.cluster.
+        self.cluster: Cluster | None = None
 
     async def start(self) -> None:
         configure_ice(self.settings.ice_addresses, self.settings.ice_port_range)
+        if self.settings.redis_url:
+            await self._share_secrets(RedisLink(self.settings.redis_url, self.clock))
         await self.db.open()
         await self.spaces.restore()
 
+    async def _share_secrets(self, link: RedisLink) -> None:
+        """Every node honours every node's tokens and signs with the same key."""
+        found = await shared.fetch(link, self.signing_key)
+        self.signer = self.spaces.signer = TokenSigner(found.token_secret)
+        self.signing_key = self.spaces.signing_key = found.signing_key
+        if not self.settings.admin_token:
+            self.admin_token = found.admin_token
+        self.cluster = Cluster(link, self.spaces, node_id(self.data))
+
+    async def join_cluster(self, url: str) -> None:
+        """Once this node answers at `url`: take up its leases and start its upkeep."""
+        if self.cluster is not None:
+            await self.cluster.start(self.settings.node_url or url)
+
     async def stop(self) -> None:
         await self.spaces.shutdown()
+        if self.cluster is not None:
+            await self.cluster.stop()
         await self.db.close()

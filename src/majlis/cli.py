@@ -16,8 +16,10 @@ from majlis.config import (
     parse_addresses,
     parse_bitrate,
     parse_bounded,
+    parse_node_url,
     parse_port_range,
     parse_rate,
+    parse_redis_url,
     parse_seconds,
     stage_size,
 )
@@ -112,6 +114,17 @@ def _serve(args: argparse.Namespace) -> int:
         changes["segment_parts"] = parse_bounded("segment parts", args.segment_parts, 1, 30)
     if args.stage_speakers:
         changes.update(stage_size(settings, args.stage_speakers))
+    if args.redis:
+        changes["redis_url"] = parse_redis_url(args.redis)
+    if args.node_url:
+        changes["node_url"] = parse_node_url(args.node_url)
+    clustered = changes.get("redis_url") or settings.redis_url
+    wildcard = args.host in ("0.0.0.0", "::")
+    if clustered and wildcard and not (changes.get("node_url") or settings.node_url):
+        raise ValueError(
+            "with --redis and a wildcard --host, give --node-url: the URL the "
+            "other nodes reach this one at"
+        )
     changes.update(_admission(args))
     changes.update(_limit_changes(args))
     settings = replace(settings, **changes)  # type: ignore[arg-type]
@@ -333,6 +346,11 @@ def parser() -> argparse.ArgumentParser:
         "--stage-speakers", help="speakers on stage besides the host and co-hosts (default 10)"
     )
     _add_admission(s)
+    c = s.add_argument_group("cluster", "several nodes sharing one Redis: see docs/scale.md")
+    c.add_argument("--redis", metavar="URL", help="Redis URL, e.g. redis://10.0.0.9:6379/0")
+    c.add_argument(
+        "--node-url", metavar="URL", help="how the other nodes reach this one (default: listen URL)"
+    )
     s.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     _add_limit_flags(s)
     s.set_defaults(func=_serve)

@@ -80,6 +80,10 @@ class Settings:
     pow_difficulty: int = 16
     attack_threshold: float = 300.0
     attack_quiet_s: float = 60.0
+    # Nodes sharing one Redis (docs/scale.md): its URL, and the URL the other nodes reach
+    # this one at (default: http://HOST:PORT as listened on).
+    redis_url: str | None = None
+    node_url: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -96,6 +100,10 @@ class Settings:
         changes: dict[str, object] = {}
         if token := env.get("MAJLIS_ADMIN_TOKEN"):
             changes["admin_token"] = token
+        if redis := env.get("MAJLIS_REDIS_URL"):
+            changes["redis_url"] = parse_redis_url(redis)
+        if node := env.get("MAJLIS_NODE_URL"):
+            changes["node_url"] = parse_node_url(node)
         if addrs := env.get("MAJLIS_ICE_ADDRESSES"):
             changes["ice_addresses"] = parse_addresses(addrs)
         if ports := env.get("MAJLIS_ICE_PORTS"):
@@ -117,6 +125,21 @@ def stage_size(settings: Settings, text: str) -> dict[str, object]:
     """The stage's speakers, and the publishers that allows: host + co-hosts + speakers."""
     speakers = parse_bounded("stage speakers", text, 1, 50)
     return {"stage_speakers": speakers, "max_speakers": 1 + settings.max_cohosts + speakers}
+
+
+def parse_redis_url(text: str) -> str:
+    if not text.startswith(("redis://", "rediss://", "unix://")) or len(text) > 512:
+        raise ValueError(f"a Redis URL looks like redis://host:6379/0, got {text[:80]!r}")
+    return text
+
+
+def parse_node_url(text: str) -> str:
+    rest = text.removeprefix("http://").removeprefix("https://")
+    if rest == text or not rest or "/" in rest.rstrip("/") or len(text) > 256:
+        raise ValueError(
+            f"a node URL is scheme, host and port only, e.g. http://10.0.0.5:8080, got {text!r}"
+        )
+    return text.rstrip("/")
 
 
 def parse_addresses(text: str) -> tuple[str, ...]:

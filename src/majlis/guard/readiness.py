@@ -57,9 +57,12 @@ def reasons(
     listeners_full: bool,
     data_problem: str | None,
     lagging: list[str],
+    store_problem: str | None = None,
 ) -> list[str]:
     """Every reason this node is not ready (empty: ready)."""
     found: list[str] = []
+    if store_problem:
+        found.append(store_problem)
     if stopping:
         found.append("shutting down")
     if listeners_full:

@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from majlis.app import App
+from majlis.cluster.replica import load_snapshots
 from majlis.errors import BadRequest
 from majlis.http import control, stage
 from majlis.http.auth import is_admin, require_admin
@@ -17,6 +18,7 @@ from majlis.rooms.registry import parse_schedule
 from majlis.rooms.roles import require
 from majlis.rooms.space import Space
 from majlis.rooms.tokens import Role
+from majlis.storage.database import SpaceRow
 
 routes = web.RouteTableDef()
 
@@ -26,31 +28,31 @@ def _app(request: web.Request) -> App:
     return app
 
 
-def space_urls(space: Space) -> dict[str, str]:
+def space_urls(space_id: str) -> dict[str, str]:
     return {
-        "whip_url": f"/whip/{space.id}",
-        "playlist_url": f"/live/{space.id}/audio.m3u8",
-        "multivariant_url": f"/live/{space.id}/index.m3u8",
-        "state_url": f"/live/{space.id}/state.json",
-        "page_url": f"/s/{space.id}",
-        "control_url": f"/api/spaces/{space.id}/control",
-        "listener_join_url": f"/api/spaces/{space.id}/listeners/join",
-        "event_url": f"/api/spaces/{space.id}/event.ics",
+        "whip_url": f"/whip/{space_id}",
+        "playlist_url": f"/live/{space_id}/audio.m3u8",
+        "multivariant_url": f"/live/{space_id}/index.m3u8",
+        "state_url": f"/live/{space_id}/state.json",
+        "page_url": f"/s/{space_id}",
+        "control_url": f"/api/spaces/{space_id}/control",
+        "listener_join_url": f"/api/spaces/{space_id}/listeners/join",
+        "event_url": f"/api/spaces/{space_id}/event.ics",
     }
 
 
-def space_summary(space: Space) -> dict[str, Any]:
+def space_summary(space: Space | SpaceRow) -> dict[str, Any]:
     return {
         "id": space.id,
         "title": space.title,
         "description": space.description,
         "language": space.language,
-        "status": space.status.value,
+        "status": space.status if isinstance(space, SpaceRow) else space.status.value,
         "starts_at": space.starts_at,
         "created_at": space.created_at,
         "started_at": space.started_at,
         "ended_at": space.ended_at,
-        **space_urls(space),
+        **space_urls(space.id),
     }
 
 
@@ -58,6 +60,8 @@ def space_summary(space: Space) -> dict[str, Any]:
 async def create_space(request: web.Request) -> web.Response:
     app = _app(request)
     require_admin(app, request)
+    if app.cluster is not None:
+        app.cluster.require_store()
     body = await read_json_object(request, app.settings.max_json_bytes)
     title = body.get("title")
     if not isinstance(title, str):
@@ -67,6 +71,8 @@ async def create_space(request: web.Request) -> web.Response:
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
     space = created.space
+    if app.cluster is not None:
+        await app.cluster.created(space.id)
     links = {
         "host_link": f"/s/{space.id}#token={created.host_token}",
         "speaker_link": f"/s/{space.id}#token={created.speaker_token}",
@@ -85,6 +91,10 @@ async def create_space(request: web.Request) -> web.Response:
 async def list_spaces(request: web.Request) -> web.Response:
     app = _app(request)
     require_admin(app, request)
+    if app.cluster is not None:
+        # Every node's spaces, as the cluster's shared store knows them.
+        rows = [snap.row for snap in await load_snapshots(app.cluster.link)]
+        return web.json_response({"spaces": [space_summary(r) for r in rows]})
     return web.json_response({"spaces": [space_summary(s) for s in app.spaces.all()]})
 
 

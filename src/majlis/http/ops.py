@@ -42,6 +42,13 @@ def _lagging(app: App, watch: readiness.TickWatch) -> list[str]:
     return lagging
 
 
+async def _store_problem(app: App) -> str | None:
+    """A node that cannot reach Redis keeps its live spaces but must not be sent new ones."""
+    if app.cluster is None or await app.cluster.link.ping():
+        return None
+    return f"redis unreachable: {app.cluster.link.last_error}"
+
+
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
     app: App = request.app["majlis"]
@@ -51,11 +58,36 @@ async def readyz(request: web.Request) -> web.Response:
         listeners_full=limits.connections.listener_full(),
         data_problem=readiness.data_folder_problem(app.data),
         lagging=_lagging(app, request.app[WATCH]),
+        store_problem=await _store_problem(app),
     )
     if not found:
         return web.json_response({"status": "ready"}, headers=NO_STORE)
     body = {"error": "not_ready", "status": 503, "detail": "; ".join(found), "reasons": found}
     return web.json_response(body, status=503, headers={**NO_STORE, "Retry-After": "5"})
+
+
+def _cluster_metrics(app: App) -> str:
+    cluster = app.cluster
+    if cluster is None:
+        return ""
+    lines = [
+        "# HELP majlis_cluster_redis_up Whether this node reached Redis at its last call.",
+        "# TYPE majlis_cluster_redis_up gauge",
+        f"majlis_cluster_redis_up {int(cluster.link.up)}",
+        "# HELP majlis_cluster_owned_spaces Spaces whose media pipeline lease this node holds.",
+        "# TYPE majlis_cluster_owned_spaces gauge",
+        f"majlis_cluster_owned_spaces {len(cluster.owned)}",
+        "# HELP majlis_cluster_adopted_total Spaces taken over from a node that stopped.",
+        "# TYPE majlis_cluster_adopted_total counter",
+        f"majlis_cluster_adopted_total {cluster.adopted}",
+        "# HELP majlis_cluster_evicted_total Spaces given up after another node took them.",
+        "# TYPE majlis_cluster_evicted_total counter",
+        f"majlis_cluster_evicted_total {cluster.evicted}",
+        "# HELP majlis_cluster_replication_pending Changes not yet pushed to Redis.",
+        "# TYPE majlis_cluster_replication_pending gauge",
+        f"majlis_cluster_replication_pending {cluster.replicator.pending}",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def _guard_metrics(limits: Limits) -> str:
@@ -84,7 +116,8 @@ async def prometheus(request: web.Request) -> web.Response:
     return web.Response(
         text=metrics.render(app.spaces, request.app[COUNTERS])
         + _guard_metrics(request.app[LIMITS])
-        + admission.metrics_text(request.app),
+        + admission.metrics_text(request.app)
+        + _cluster_metrics(app),
         content_type="text/plain",
         charset="utf-8",
         headers=NO_STORE,

@@ -13,7 +13,7 @@ from majlis.app import App
 from majlis.guard import middleware as guard
 from majlis.guard.limits import Limits
 from majlis.guard.protocol import GuardedSite
-from majlis.http import admission, api, audience, live, ops, pages, responses, trust, whip
+from majlis.http import admission, api, audience, cluster, live, ops, pages, responses, trust, whip
 from majlis.http.control import setup as setup_stage
 from majlis.http.errors import Handler, error_middleware
 from majlis.metrics import HttpCounters
@@ -50,6 +50,7 @@ def build(app: App) -> web.Application:
     audience.setup(web_app, app)
     admission.setup(web_app, app)
     setup_stage(web_app)  # the stage: listeners' routes and the participants' control socket
+    cluster.setup(web_app, app)  # last: limits are applied by the node the client reached
     web_app[responses.COUNTERS] = HttpCounters()
     web_app.on_response_prepare.append(responses.count_status)
     return web_app
@@ -75,6 +76,7 @@ async def serve(app: App, ready: asyncio.Event | None = None) -> None:
     site = GuardedSite(runner, app.settings.host, app.settings.port, limits, backlog=1024)
     await site.start()
     port = runner.addresses[0][1] if runner.addresses else app.settings.port
+    await app.join_cluster(f"http://{app.settings.host}:{port}")
     print(f"Majlis listening on http://{app.settings.host}:{port}", flush=True)
     print(f"Admin token: {app.admin_token}", flush=True)
     print(f"Data folder: {app.data}", flush=True)

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from majlis.clock import Clock
 from majlis.config import SAMPLE_RATE, Settings
@@ -124,10 +125,21 @@ class _MixThread(threading.Thread):
             tick += 1
 
 
+class RecordingSink(Protocol):
+    """Where a copy of the recording goes as it is made (the cluster's shared store)."""
+
+    def init(self, space_id: str, data: bytes) -> None: ...
+
+    async def segment(self, space_id: str, entry: SegmentEntry, data: bytes) -> None: ...
+
+    def sealed(self, space_id: str, data: bytes) -> None: ...
+
+
 class LivePipeline:
     def __init__(
         self,
         *,
+        space_id: str,
         settings: Settings,
         clock: Clock,
         mixer: Mixer,
@@ -136,8 +148,10 @@ class LivePipeline:
         disk: ThreadPoolExecutor,
         provenance: ProvenanceLog,
     ) -> None:
+        self.space_id = space_id
         self.settings = settings
         self.provenance = provenance
+        self.sink: RecordingSink | None = None
         self.clock = clock
         self.mixer = mixer
         self.edge = edge
@@ -163,6 +177,8 @@ class LivePipeline:
             priming=AAC_PRIMING_SAMPLES,
         )
         await loop.run_in_executor(self.disk, self.recording.write_init, init)
+        if self.sink is not None:
+            self.sink.init(self.space_id, init)
         self.provenance.start(init)
         self.edge.set_init(init)
         segmenter = Segmenter(
@@ -191,6 +207,8 @@ class LivePipeline:
         started = time.perf_counter()
         digest = await loop.run_in_executor(self.disk, self._write_segment, entry, data)
         self.stats.observe_segment_write(time.perf_counter() - started)
+        if self.sink is not None:
+            await self.sink.segment(self.space_id, entry, data)
         # Chained before the playlist lists it: the provenance never lags the playlist.
         self.provenance.add(entry.msn, digest, entry.duration)
         self.edge.complete_segment(entry)

@@ -14,9 +14,11 @@ from pathlib import Path
 from majlis.clock import Clock
 from majlis.config import Settings
 from majlis.errors import NotFound
+from majlis.packaging.playlist import SegmentEntry
+from majlis.rooms.pipeline import RecordingSink
 from majlis.rooms.space import Space, Status, load_stage
 from majlis.rooms.tokens import Role, TokenSigner
-from majlis.storage.database import Database, SpaceRow
+from majlis.storage.database import Database, SpaceRow, StageRows
 from majlis.storage.recording import Recording, write_durably
 from majlis.trust import provenance
 from majlis.trust.keys import SigningKey
@@ -107,6 +109,8 @@ class SpaceRegistry:
         self.data = data
         self.disk = ThreadPoolExecutor(max_workers=2, thread_name_prefix="majlis-disk")
         self._spaces: dict[str, Space] = {}
+        # A copy of every recording as it is made (set when nodes share a Redis).
+        self.sink: RecordingSink | None = None
 
     def _space(self, row: SpaceRow) -> Space:
         space = Space(
@@ -122,27 +126,77 @@ class SpaceRegistry:
             language=row.language,
             starts_at=row.starts_at,
         )
+        space.pipeline.sink = self.sink
         self._spaces[row.id] = space
         return space
 
     async def restore(self) -> None:
         """Bring back every space from the database with what its recording holds."""
         for row in await self.db.spaces():
-            space = self._space(row)
-            space.started_at, space.ended_at = row.started_at, row.ended_at
-            load_stage(space.stage, await self.db.stage(row.id))
-            entries = space.recording.load_entries()
-            space.edge.resume_after(entries)
-            if space.recording.has_init():
-                space.edge.set_init(space.recording.read_init())
-            await self._restore_provenance(space, ended=row.status == Status.ENDED)
-            if row.status == Status.ENDED:
-                space.status = Status.ENDED
-                space.edge.end()
-            elif entries:
-                # It was live when the process stopped: live again, waiting for speakers;
-                # the recording continues after a discontinuity.
-                space.status = Status.LIVE
+            await self._restore_row(row)
+
+    async def _restore_row(self, row: SpaceRow) -> Space:
+        space = self._space(row)
+        space.started_at, space.ended_at = row.started_at, row.ended_at
+        load_stage(space.stage, await self.db.stage(row.id))
+        entries = space.recording.load_entries()
+        space.edge.resume_after(entries)
+        if space.recording.has_init():
+            space.edge.set_init(space.recording.read_init())
+        await self._restore_provenance(space, ended=row.status == Status.ENDED)
+        if row.status == Status.ENDED:
+            space.status = Status.ENDED
+            space.edge.end()
+        elif entries or row.status == Status.LIVE:
+            # It was live when the process (or its node) stopped: live again, waiting for
+            # speakers; the recording continues after a discontinuity.
+            space.status = Status.LIVE
+        return space
+
+    def peek(self, space_id: str) -> Space | None:
+        return self._spaces.get(space_id)
+
+    async def adopt(
+        self,
+        row: SpaceRow,
+        stage: StageRows,
+        consents: list[tuple[str, str, str, float]],
+        recording: tuple[bytes | None, list[SegmentEntry], dict[int, bytes], bytes | None],
+    ) -> Space:
+        """Take a space over from another node's copy: its record, stage and recording
+        replace whatever this node held of it, and it continues as after a restart."""
+        old = self._spaces.get(row.id)
+        if old is not None:
+            await self.evict(row.id)
+        init, entries, segments, sealed = recording
+        folder = Recording(self.data / "spaces" / row.id)
+
+        def write() -> None:
+            rec = folder
+            if rec.index_path.exists():
+                rec.index_path.unlink()
+            rec.create()
+            if init is not None:
+                rec.write_init(init)
+            for entry in entries:
+                rec.write_segment(entry, segments[entry.msn])
+            if sealed is not None:
+                write_durably(rec.folder / provenance.FILE_NAME, sealed)
+
+        await asyncio.get_running_loop().run_in_executor(self.disk, write)
+        await self.db.import_space(row, stage, consents)
+        return await self._restore_row(row)
+
+    async def evict(self, space_id: str) -> None:
+        """Stop serving a space here: another node runs it now."""
+        space = self._spaces.pop(space_id, None)
+        if space is None:
+            return
+        # Whatever it closes now is not the cluster's recording any more.
+        space.pipeline.sink = None
+        for session_id in list(space.speakers):
+            await space.unpublish(session_id)
+        await space.pipeline.stop()
 
     async def _restore_provenance(self, space: Space, *, ended: bool) -> None:
         loop = asyncio.get_running_loop()
@@ -170,7 +224,10 @@ class SpaceRegistry:
             write_durably(space.recording.folder / provenance.FILE_NAME, body)
             return body
 
-        space.provenance.sealed = await asyncio.get_running_loop().run_in_executor(self.disk, write)
+        sealed = await asyncio.get_running_loop().run_in_executor(self.disk, write)
+        space.provenance.sealed = sealed
+        if space.pipeline.sink is not None:
+            space.pipeline.sink.sealed(space.id, sealed)
 
     async def create(self, title: str, schedule: Schedule | None = None) -> Created:
         title = title.strip()

@@ -121,7 +121,7 @@ class Space:
         )
         self.provenance = ProvenanceLog(space_id)
         self.pipeline = LivePipeline(
-            settings=settings, clock=clock, mixer=self.mixer, edge=self.edge,
+            space_id=space_id, settings=settings, clock=clock, mixer=self.mixer, edge=self.edge,
             recording=recording, disk=disk, provenance=self.provenance,
         )  # fmt: skip
         self.speakers: dict[str, Speaker] = {}

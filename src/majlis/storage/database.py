@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,6 +99,12 @@ class Database:
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="majlis-db")
         self._conn: sqlite3.Connection | None = None
+        # Told the id of every space whose stored state changed (the cluster's replication).
+        self.changed: Callable[[str], None] | None = None
+
+    def _changed(self, space_id: str) -> None:
+        if self.changed is not None:
+            self.changed(space_id)
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -137,6 +144,7 @@ class Database:
                 row.description, row.language, row.starts_at,
             ),
         )  # fmt: skip
+        self._changed(row.id)
 
     async def update_status(self, space_id: str, status: str, column: str, at: float) -> None:
         if column not in ("started_at", "ended_at"):
@@ -146,6 +154,7 @@ class Database:
             f"UPDATE spaces SET status = ?, {column} = ? WHERE id = ?",
             (status, at, space_id),
         )
+        self._changed(space_id)
 
     async def spaces(self) -> list[SpaceRow]:
         rows = await self._run(
@@ -156,12 +165,52 @@ class Database:
         )
         return [SpaceRow(*r) for r in rows]
 
+    async def space(self, space_id: str) -> SpaceRow | None:
+        rows = await self._run(
+            self._exec,
+            "SELECT id, title, status, created_at, started_at, ended_at, description, language,"
+            " starts_at FROM spaces WHERE id = ?",
+            (space_id,),
+        )
+        return SpaceRow(*rows[0]) if rows else None
+
+    async def import_space(
+        self, row: SpaceRow, stage: StageRows, consents: list[tuple[str, str, str, float]]
+    ) -> None:
+        """Replace whatever this database holds of a space by another node's copy of it."""
+        await self._run(self._import_space, row, stage, consents)
+
+    def _import_space(
+        self, row: SpaceRow, stage: StageRows, consents: list[tuple[str, str, str, float]]
+    ) -> None:
+        assert self._conn is not None
+        with self._conn as conn:
+            for table in ("spaces", "stage_members", "hands", "invitations", "bans"):
+                column = "id" if table == "spaces" else "space_id"
+                conn.execute(f"DELETE FROM {table} WHERE {column} = ?", (row.id,))
+            for table in ("revoked_tokens", "consents"):
+                conn.execute(f"DELETE FROM {table} WHERE space_id = ?", (row.id,))
+            conn.execute(
+                "INSERT INTO spaces (id, title, status, created_at, started_at, ended_at,"
+                " description, language, starts_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    row.id, row.title, row.status, row.created_at, row.started_at,
+                    row.ended_at, row.description, row.language, row.starts_at,
+                ),
+            )  # fmt: skip
+            conn.executemany(
+                "INSERT INTO consents VALUES (?, ?, ?, ?, ?)",
+                [(row.id, *c) for c in consents],
+            )
+        self._save_stage(row.id, stage, row.created_at)
+
     # -- the stage -------------------------------------------------------------------------
 
     async def save_stage(self, space_id: str, rows: StageRows, at: float) -> None:
         """Replace a space's members, hand queue and invitations, and add its new bans and
         revoked tokens, in one transaction."""
         await self._run(self._save_stage, space_id, rows, at)
+        self._changed(space_id)
 
     def _save_stage(self, space_id: str, rows: StageRows, at: float) -> None:
         assert self._conn is not None
@@ -192,6 +241,7 @@ class Database:
             "INSERT INTO consents VALUES (?, ?, ?, ?, ?)",
             (space_id, subject, name, notice, at),
         )
+        self._changed(space_id)
 
     async def consents(self, space_id: str) -> list[tuple[str, str, str, float]]:
         rows = await self._run(
