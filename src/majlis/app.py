@@ -49,6 +49,7 @@ class App:
         )
         # Set when nodes share a Redis (`--redis`): see majlis.cluster.
         self.cluster: Cluster | None = None
+        self.audience_salt: bytes | None = None
 
     async def start(self) -> None:
         configure_ice(self.settings.ice_addresses, self.settings.ice_port_range)
@@ -64,6 +65,7 @@ class App:
         self.signing_key = self.spaces.signing_key = found.signing_key
         if not self.settings.admin_token:
             self.admin_token = found.admin_token
+        self.audience_salt = found.audience_salt
         self.cluster = Cluster(link, self.spaces, node_id(self.data))
 
     async def join_cluster(self, url: str) -> None:

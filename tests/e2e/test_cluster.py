@@ -52,6 +52,29 @@ async def _talk(
     return await publish(http, base, space["whip_url"], space["host_token"], ToneTrack(hz))
 
 
+async def _listen(
+    http: aiohttp.ClientSession, base: str, space_id: str, address: str, agent: str
+) -> None:
+    """One listener (seen at `address` behind a trusted proxy) who plays for over 5 s."""
+    headers = {"X-Forwarded-For": address, "User-Agent": agent}
+    async with http.post(f"{base}/live/{space_id}/sessions", json={}, headers=headers) as resp:
+        assert resp.status == 201, await resp.text()
+        sid = (await resp.json())["session"]
+    await asyncio.sleep(1.2)
+    beat = f"{base}/live/{space_id}/sessions/{sid}/heartbeat"
+    async with http.post(beat, json={"played_s": 6, "ended": True}, headers=headers) as resp:
+        assert resp.status == 204, await resp.text()
+
+
+async def _uniques(http: aiohttp.ClientSession, base: str, space_id: str) -> int | None:
+    async with http.get(base + "/metrics") as resp:
+        text = await resp.text()
+    found = re.search(
+        rf'majlis_cluster_unique_listeners{{space="{space_id}",mode="live"}} (\d+)', text
+    )
+    return int(found.group(1)) if found else None
+
+
 def _node_id(server: RunningServer) -> str:
     return (server.data / "node_id").read_text().strip()
 
@@ -85,6 +108,17 @@ async def test_space_moves_to_another_node_when_its_owner_dies(tmp_path: Path) -
             samples = decode_mp4(init + b"".join(first[u] for u in announced[1:]))
             assert tone_power(samples, 440.0) > 0.1
 
+            # Listeners through either node count once each, bots not at all.
+            browser = "Mozilla/5.0 (X11; Linux x86_64) Chrome/156.0 Safari/537.36"
+            await asyncio.gather(
+                _listen(http, a.base, space["id"], "198.51.100.7", browser),
+                _listen(http, b.base, space["id"], "203.0.113.9", browser),
+                _listen(http, b.base, space["id"], "198.51.100.7", browser),
+                _listen(http, b.base, space["id"], "192.0.2.1", "curl/8.5"),
+            )
+            await asyncio.sleep(1.5)  # counted at the next sync
+            assert await _uniques(http, a.base, space["id"]) == 2
+
             # The owner dies without a word.
             a.process.kill()
             a.process.wait(5)
@@ -105,6 +139,7 @@ async def test_space_moves_to_another_node_when_its_owner_dies(tmp_path: Path) -
             # Every segment A announced is still listed, byte for byte the same.
             assert _uris(after)[: len(announced)] == announced
             assert await _media(http, folder, announced) == first
+            assert await _uniques(http, b.base, space["id"]) == 2, "the count moved with it"
 
             # The speaker comes back (WHIP again, to whichever node): the space goes on after
             # one discontinuity, with the new voice.

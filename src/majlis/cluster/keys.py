@@ -8,6 +8,7 @@ PREFIX = "majlis:"
 SECRET_TOKEN = PREFIX + "secret:token"
 SECRET_ADMIN = PREFIX + "secret:admin"
 SECRET_SIGNING = PREFIX + "secret:signing"
+SECRET_SALT = PREFIX + "secret:audience_salt"
 
 # Sorted set of every space id by creation time, and set of the spaces not yet ended.
 SPACES = PREFIX + "spaces"

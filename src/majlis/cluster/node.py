@@ -13,10 +13,11 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 
-from majlis.cluster import keys, leases
+from majlis.cluster import keys, leases, ratesync
 from majlis.cluster.link import RedisLink, StoreDown, as_bytes
 from majlis.cluster.replica import Bundle, Replicator, fetch
 from majlis.errors import Unavailable
+from majlis.guard.shared import SharedBudget
 from majlis.rooms.registry import SpaceRegistry
 from majlis.rooms.space import Status
 
@@ -27,6 +28,10 @@ WATCH_S = 1.0
 # missing read is not enough to start a second pipeline.
 ORPHAN_CHECKS = 2
 OWNER_CACHE_S = 1.0
+RATE_SYNC_S = 1.0
+MODES = ("live", "replay")
+# Listeners waiting to be counted while Redis is away; the oldest half goes past this.
+MAX_PENDING_UNIQUES = 100_000
 
 
 def node_id(data: Path) -> str:
@@ -61,6 +66,9 @@ class Cluster:
         self._tasks: list[asyncio.Task[None]] = []
         self.adopted = 0
         self.evicted = 0
+        # Per-address request budgets summed over the nodes (set by the HTTP layer).
+        self.budgets: dict[str, SharedBudget] = {}
+        self._uniques: list[tuple[str, str, str]] = []
 
     # -- start and stop --------------------------------------------------------------------
 
@@ -84,6 +92,7 @@ class Cluster:
         self._tasks = [
             asyncio.create_task(self._loop(self._beat_once, leases.RENEW_S), name="majlis-beat"),
             asyncio.create_task(self._loop(self._watch_once, WATCH_S), name="majlis-watch"),
+            asyncio.create_task(self._loop(self._sync_rates, RATE_SYNC_S), name="majlis-rates"),
         ]
 
     async def stop(self) -> None:
@@ -107,6 +116,10 @@ class Cluster:
                 pass  # the link has marked itself down; live spaces go on
             except Exception:
                 log.exception("cluster upkeep failed")
+
+    async def _sync_rates(self) -> None:
+        await self._push_uniques()
+        await ratesync.sync(self.link, self.budgets, self.link.clock.wall())
 
     # -- leases ----------------------------------------------------------------------------
 
@@ -143,6 +156,40 @@ class Cluster:
         """New work needs Redis: a space made now could not be found by the other nodes."""
         if not self.link.up:
             raise StoreDown(self.link.last_error)
+
+    # -- audience --------------------------------------------------------------------------
+
+    def count_listener(self, space_id: str, mode: str, client: str) -> None:
+        """PFADD, off the request: a listener is counted once Redis answers."""
+        self._uniques.append((space_id, mode, client))
+        if len(self._uniques) > MAX_PENDING_UNIQUES:
+            del self._uniques[: len(self._uniques) // 2]
+
+    async def unique_listeners(self, space_id: str) -> dict[str, int]:
+        async def count(r: Redis) -> list[int]:
+            async with r.pipeline(transaction=False) as p:
+                for mode in MODES:
+                    p.pfcount(keys.uniques(space_id, mode))
+                return [int(n) for n in await p.execute()]
+
+        return dict(zip(MODES, await self.link.call(count), strict=True))
+
+    async def _push_uniques(self) -> None:
+        batch, self._uniques = self._uniques, []
+        if not batch:
+            return
+
+        async def add(r: Redis) -> None:
+            async with r.pipeline(transaction=False) as p:
+                for space_id, mode, client in batch:
+                    p.pfadd(keys.uniques(space_id, mode), client)
+                await p.execute()
+
+        try:
+            await self.link.call(add)
+        except StoreDown:
+            self._uniques[:0] = batch  # kept for when Redis returns
+            raise
 
     # -- adopting orphaned spaces ----------------------------------------------------------
 

@@ -26,6 +26,7 @@ class SharedSecrets:
     token_secret: bytes
     admin_token: str
     signing_key: SigningKey
+    audience_salt: bytes
 
 
 async def _shared(link: RedisLink, key: str, make: bytes) -> bytes:
@@ -48,7 +49,8 @@ async def fetch(link: RedisLink, local_signing_key: SigningKey) -> SharedSecrets
             token = await _shared(link, keys.SECRET_TOKEN, secrets.token_hex(32).encode())
             admin = await _shared(link, keys.SECRET_ADMIN, secrets.token_urlsafe(24).encode())
             pem = await _shared(link, keys.SECRET_SIGNING, local_signing_key.pem())
-            return SharedSecrets(token, admin.decode(), SigningKey.from_pem(pem))
+            salt = await _shared(link, keys.SECRET_SALT, secrets.token_hex(32).encode())
+            return SharedSecrets(token, admin.decode(), SigningKey.from_pem(pem), salt)
         except StoreDown:
             if link.clock.monotonic() > deadline:
                 raise

@@ -11,6 +11,7 @@ from majlis.guard.clients import Network, parse_networks
 from majlis.guard.connections import ConnectionLimiter
 from majlis.guard.holds import HoldLimiter
 from majlis.guard.ratelimit import Rate, RateLimiter
+from majlis.guard.shared import SharedBudget
 from majlis.guard.timeouts import Timeouts
 
 
@@ -41,6 +42,14 @@ class Limits:
     refusals: Counter[str] = field(default_factory=Counter)
     # Set when the server begins to shut down: /readyz then answers 503.
     stopping: bool = False
+    # Budgets per lane shared by every node of a cluster (None on a lone node).
+    shared: dict[str, SharedBudget] | None = None
+
+    def share(self, s: Settings) -> None:
+        self.shared = {
+            "listener": SharedBudget(Rate(*s.listener_rate)),
+            "api": SharedBudget(Rate(*s.api_rate)),
+        }
 
     @classmethod
     def from_settings(cls, s: Settings) -> Limits:

@@ -66,6 +66,16 @@ async def guard_middleware(request: web.Request, handler: Handler) -> web.Stream
     if wait:
         limits.refuse(f"{kind.value}_rate")
         raise TooManyRequests(f"too many requests from this address: retry in {wait} s", wait)
+    if limits.shared is not None:
+        budget = limits.shared[kind.value]
+        wait = budget.blocked(client.address, request.app[CLOCK].wall())
+        if wait:
+            limits.refuse(f"{kind.value}_cluster_rate")
+            raise TooManyRequests(
+                f"too many requests from this address across the cluster: retry in {wait} s",
+                wait,
+            )
+        budget.note(client.address)
     return await handler(request)
 
 

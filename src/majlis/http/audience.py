@@ -73,7 +73,8 @@ class SessionLimiter(TokenBuckets):
 class AudienceService:
     def __init__(self, app: App) -> None:
         self.app = app
-        self.salt = load_salt(app.data)
+        # Nodes of a cluster share one salt, so one listener has one id on all of them.
+        self.salt = app.audience_salt or load_salt(app.data)
         self.writer = EventWriter()
         self.limiter = SessionLimiter()
 
@@ -196,6 +197,10 @@ async def heartbeat(request: web.Request) -> web.Response:
     if not ended and now - live.last_seen < MIN_BEAT_INTERVAL_S:
         raise TooManyRequests("heartbeats come every 30 s, not faster", 1)
     played = space.listeners.beat(sid, played, now)
+    if service.app.cluster is not None and not live.counted and live.qualifies():
+        # Unique listeners across every node, and across a takeover (docs/metrics.md).
+        live.counted = True
+        service.app.cluster.count_listener(space.id, live.mode.value, live.client)
     if ended:
         space.listeners.end(sid)
     service.record(space, "session_end" if ended else "heartbeat", sid, live, played)

@@ -9,6 +9,7 @@ from aiohttp import ClientSession, TCPConnector, web
 
 from majlis.app import App
 from majlis.cluster.proxy import OwnerGone, forward, forward_websocket
+from majlis.guard.middleware import LIMITS
 from majlis.http.errors import Handler
 
 # Every route that names a space; the id's shape is checked again by the handlers.
@@ -23,6 +24,10 @@ def setup(web_app: web.Application, app: App) -> None:
         return
     web_app.middlewares.append(cluster_middleware)
     web_app.cleanup_ctx.append(_session)
+    limits = web_app[LIMITS]
+    limits.share(app.settings)
+    assert limits.shared is not None
+    app.cluster.budgets = limits.shared
 
 
 async def _session(web_app: web.Application) -> AsyncIterator[None]:

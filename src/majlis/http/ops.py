@@ -6,6 +6,7 @@ from aiohttp import web
 
 from majlis import metrics
 from majlis.app import App
+from majlis.cluster.link import StoreDown
 from majlis.guard import readiness
 from majlis.guard.limits import Limits
 from majlis.guard.middleware import LIMITS
@@ -66,11 +67,25 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response(body, status=503, headers={**NO_STORE, "Retry-After": "5"})
 
 
-def _cluster_metrics(app: App) -> str:
+async def _cluster_metrics(app: App) -> str:
     cluster = app.cluster
     if cluster is None:
         return ""
+    uniques = [
+        "# HELP majlis_cluster_unique_listeners Distinct listeners of a live space over every "
+        "node (HyperLogLog, 0.81 % standard error; docs/metrics.md).",
+        "# TYPE majlis_cluster_unique_listeners gauge",
+    ]
+    try:
+        for space_id in sorted(cluster.owned):
+            for mode, n in (await cluster.unique_listeners(space_id)).items():
+                uniques.append(
+                    f'majlis_cluster_unique_listeners{{space="{space_id}",mode="{mode}"}} {n}'
+                )
+    except StoreDown:
+        uniques = []  # unknown while Redis is away: absent rather than wrong
     lines = [
+        *uniques,
         "# HELP majlis_cluster_redis_up Whether this node reached Redis at its last call.",
         "# TYPE majlis_cluster_redis_up gauge",
         f"majlis_cluster_redis_up {int(cluster.link.up)}",
@@ -117,7 +132,7 @@ async def prometheus(request: web.Request) -> web.Response:
         text=metrics.render(app.spaces, request.app[COUNTERS])
         + _guard_metrics(request.app[LIMITS])
         + admission.metrics_text(request.app)
-        + _cluster_metrics(app),
+        + await _cluster_metrics(app),
         content_type="text/plain",
         charset="utf-8",
         headers=NO_STORE,

@@ -355,6 +355,13 @@ class LiveSession:
     ua: str
     client: str
     last_seen: float
+    played_s: float = 0.0
+    # Added to the cluster's unique-listener count (once it passes the report's filters).
+    counted: bool = False
+
+    def qualifies(self) -> bool:
+        """Passes the same filters as the report (docs/metrics.md), so far."""
+        return self.ua not in BOT_CLASSES and self.played_s >= MIN_LISTEN_S
 
 
 class ListenerSessions:
@@ -382,7 +389,9 @@ class ListenerSessions:
         live = self._open[session]
         allowed = max(0.0, now - live.last_seen) + PLAYED_SLACK_S
         live.last_seen = now
-        return min(max(0.0, played_s), allowed)
+        played = min(max(0.0, played_s), allowed)
+        live.played_s += played
+        return played
 
     def end(self, session: str) -> None:
         self._open.pop(session, None)
