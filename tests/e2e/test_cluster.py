@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import subprocess
+import sys
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -236,3 +238,32 @@ async def test_live_space_plays_on_while_redis_is_away(tmp_path: Path) -> None:
 
             await _until(replicated, 10)
             await pub.pc.close()
+
+            # Ended on A, its replay is served by B itself and verifies with A's key.
+            async with http.post(
+                f"{a.base}/api/spaces/{space['id']}/end",
+                headers={"Authorization": f"Bearer {space['host_token']}"},
+            ) as resp:
+                assert resp.status == 200
+            key = await (await http.get(a.base + "/.well-known/majlis-signing-key")).json()
+            replay_url = b.base + space["playlist_url"]
+
+            async def replay_here() -> bool:
+                async with http.get(replay_url) as resp:
+                    return resp.status == 200 and "X-Majlis-Node" not in resp.headers
+
+            await _until(replay_here, 10)
+            replay, _ = await _playlist(http, replay_url)
+            assert replay.is_endlist
+            code, out = await asyncio.to_thread(_verify, replay_url, key["public_key"])
+            assert code == 0, out
+
+
+def _verify(url: str, key: str) -> tuple[int, str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "majlis.cli", "verify", url, "--key", key],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return done.returncode, done.stdout + done.stderr

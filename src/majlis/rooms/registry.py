@@ -6,6 +6,7 @@ import asyncio
 import logging
 import re
 import secrets
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -173,8 +174,10 @@ class SpaceRegistry:
 
         def write() -> None:
             rec = folder
+            # This node's older copy, if any, must not mix with the cluster's.
             if rec.index_path.exists():
                 rec.index_path.unlink()
+            shutil.rmtree(rec.segment_dir, ignore_errors=True)
             rec.create()
             if init is not None:
                 rec.write_init(init)
