@@ -110,7 +110,7 @@ async def test_space_moves_to_another_node_when_its_owner_dies(tmp_path: Path) -
             samples = decode_mp4(init + b"".join(first[u] for u in announced[1:]))
             assert tone_power(samples, 440.0) > 0.1
 
-            # Listeners through either node count once each, bots not at all.
+            # Sessions through either node are counted once each, bots not at all.
             browser = "Mozilla/5.0 (X11; Linux x86_64) Chrome/156.0 Safari/537.36"
             await asyncio.gather(
                 _listen(http, a.base, space["id"], "198.51.100.7", browser),
@@ -119,7 +119,7 @@ async def test_space_moves_to_another_node_when_its_owner_dies(tmp_path: Path) -
                 _listen(http, b.base, space["id"], "192.0.2.1", "curl/8.5"),
             )
             await asyncio.sleep(1.5)  # counted at the next sync
-            assert await _uniques(http, a.base, space["id"]) == 2
+            assert await _uniques(http, a.base, space["id"]) == 3
 
             # The owner dies without a word.
             a.process.kill()
@@ -141,7 +141,7 @@ async def test_space_moves_to_another_node_when_its_owner_dies(tmp_path: Path) -
             # Every segment A announced is still listed, byte for byte the same.
             assert _uris(after)[: len(announced)] == announced
             assert await _media(http, folder, announced) == first
-            assert await _uniques(http, b.base, space["id"]) == 2, "the count moved with it"
+            assert await _uniques(http, b.base, space["id"]) == 3, "the count moved with it"
 
             # The speaker comes back (WHIP again, to whichever node): the space goes on after
             # one discontinuity, with the new voice.

@@ -159,9 +159,9 @@ class Cluster:
 
     # -- audience --------------------------------------------------------------------------
 
-    def count_listener(self, space_id: str, mode: str, client: str) -> None:
-        """PFADD, off the request: a listener is counted once Redis answers."""
-        self._uniques.append((space_id, mode, client))
+    def count_listener(self, space_id: str, mode: str, session: str) -> None:
+        """PFADD, off the request: a session is counted once Redis answers."""
+        self._uniques.append((space_id, mode, session))
         if len(self._uniques) > MAX_PENDING_UNIQUES:
             del self._uniques[: len(self._uniques) // 2]
 

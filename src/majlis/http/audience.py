@@ -200,7 +200,7 @@ async def heartbeat(request: web.Request) -> web.Response:
     if service.app.cluster is not None and not live.counted and live.qualifies():
         # Unique listeners across every node, and across a takeover (docs/metrics.md).
         live.counted = True
-        service.app.cluster.count_listener(space.id, live.mode.value, live.client)
+        service.app.cluster.count_listener(space.id, live.mode.value, sid)
     if ended:
         space.listeners.end(sid)
     service.record(space, "session_end" if ended else "heartbeat", sid, live, played)
