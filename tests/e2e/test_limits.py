@@ -223,12 +223,17 @@ async def test_forwarded_for_counts_only_behind_a_trusted_proxy(tmp_path: Path) 
             assert statuses == [200, 200, 429, 429], statuses
         with majlis_server(tmp_path / "b", *flags, "--trusted-proxy", "127.0.0.1/32") as edge:
             space = edge.create_space("Behind an edge")
-            url = f"{edge.base}/live/{space['id']}/index.m3u8"
+            page = f"{edge.base}/s/{space['id']}"
             a = {"X-Forwarded-For": "203.0.113.9, 198.51.100.1"}  # rightmost untrusted counts
             b = {"X-Forwarded-For": "198.51.100.2"}
-            first = [(await _fetch(http, url, a))[0] for _ in range(3)]
-            second = [(await _fetch(http, url, b))[0] for _ in range(2)]
+            first = [(await _fetch(http, page, a))[0] for _ in range(3)]
+            second = [(await _fetch(http, page, b))[0] for _ in range(2)]
             assert first == [200, 200, 429] and second == [200, 200], (first, second)
+            # What an edge caches it fetches once for all its listeners: never limited as
+            # the one listener it names.
+            playlist = f"{edge.base}/live/{space['id']}/index.m3u8"
+            fills = [(await _fetch(http, playlist, a))[0] for _ in range(5)]
+            assert fills == [200] * 5, fills
             async with http.get(edge.base + "/metrics") as resp:
                 metrics = await resp.text()
             assert re.search(r'refusals_total\{reason="listener_rate"\} [1-9]', metrics), metrics

@@ -8,9 +8,9 @@ from aiohttp import web
 
 from majlis.clock import Clock
 from majlis.errors import Unavailable
-from majlis.guard.clients import Client, client_address, client_keys
+from majlis.guard.clients import Client, client_address, client_keys, is_trusted, parse_address
 from majlis.guard.connections import Pool
-from majlis.guard.lanes import Lane, lane
+from majlis.guard.lanes import Lane, edge_fill, lane
 from majlis.guard.limits import Limits, UriTooLong
 from majlis.guard.ratelimit import TooManyRequests
 
@@ -59,7 +59,7 @@ async def guard_middleware(request: web.Request, handler: Handler) -> web.Stream
         limits.refuse("listener_connections_full")
         request[_CLOSE] = True
         raise Unavailable("the server is at its listener connection limit: retry shortly", 1)
-    if client.exempt:
+    if client.exempt or (kind is Lane.LISTENER and _edge_fill(request, limits)):
         return await handler(request)
     limiter = limits.listener_rate if kind is Lane.LISTENER else limits.api_rate
     wait = limiter.check(client.address, client.prefix, request.app[CLOCK].monotonic())
@@ -77,6 +77,15 @@ async def guard_middleware(request: web.Request, handler: Handler) -> web.Stream
             )
         budget.note(client.address)
     return await handler(request)
+
+
+def _edge_fill(request: web.Request, limits: Limits) -> bool:
+    """A trusted edge filling its cache asks once for every listener behind it: limiting it
+    as the one listener named in X-Forwarded-For would refuse a crowd, and a 429 is not
+    cached, so the crowd would then come through one by one. The totals still apply."""
+    return edge_fill(request.method, request.path) and is_trusted(
+        parse_address(request.remote), limits.trusted
+    )
 
 
 async def _close_if_refused(request: web.Request, response: web.StreamResponse) -> None:
