@@ -291,8 +291,10 @@ def _add_audience(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 def _edge_config(args: argparse.Namespace) -> int:
     from majlis.edge import nginxconf
 
+    origins = [nginxconf.parse_origin(url) for url in args.origin]
     config = nginxconf.EdgeConfig(
-        origin=nginxconf.parse_origin(args.origin),
+        origin=origins[0],
+        more_origins=tuple(origins[1:]),
         listen=nginxconf.parse_listen(args.listen),
         cache_dir=nginxconf.check_path(args.cache_dir),
         workers=parse_bounded("workers", args.workers, 1, 64) if args.workers else None,
@@ -306,7 +308,12 @@ def _add_edge_config(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     from majlis.edge.nginxconf import DEFAULT_CACHE_DIR, DEFAULT_HOLD_S, DEFAULT_LISTEN
 
     e = sub.add_parser("edge-config", help="print the nginx.conf of a caching edge")
-    e.add_argument("--origin", required=True, help="the origin's URL, e.g. http://10.0.0.5:8080")
+    e.add_argument(
+        "--origin",
+        required=True,
+        action="append",
+        help="the origin's URL, e.g. http://10.0.0.5:8080; repeat it for each node of a cluster",
+    )
     e.add_argument(
         "--cache-dir",
         default=DEFAULT_CACHE_DIR,

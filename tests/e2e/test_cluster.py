@@ -16,6 +16,7 @@ import aiohttp
 import m3u8
 
 from tests.support.audio import decode_mp4, tone_power
+from tests.support.nginx import nginx_edge
 from tests.support.redis import RunningRedis, redis_server
 from tests.support.server import RunningServer, majlis_server
 from tests.support.whip import Publisher, ToneTrack, publish
@@ -87,6 +88,8 @@ async def test_space_moves_to_another_node_when_its_owner_dies(tmp_path: Path) -
         a = _node(stack, tmp_path, "a", redis)
         b = _node(stack, tmp_path, "b", redis)
         assert a.admin_token == b.admin_token, "one admin token for the whole cluster"
+        # An edge in front of both nodes: whichever answers relays to the owner.
+        edge = stack.enter_context(nginx_edge(a.base, "--origin", b.base, "--workers", "1"))
         space = a.create_space("Across nodes")
         via_b = b.base + space["playlist_url"]
         folder = via_b.rsplit("/", 1)[0]
@@ -137,6 +140,9 @@ async def test_space_moves_to_another_node_when_its_owner_dies(tmp_path: Path) -
             took = time.monotonic() - killed
             print(f"takeover {took:.2f} s after the owner was killed")
             assert took < 8.0
+            # The edge, which had A first, now fills from B.
+            through_edge, _ = await _playlist(http, edge.base + space["playlist_url"])
+            assert _uris(through_edge)[: len(announced)] == announced
 
             # Every segment A announced is still listed, byte for byte the same.
             assert _uris(after)[: len(announced)] == announced
@@ -154,6 +160,10 @@ async def test_space_moves_to_another_node_when_its_owner_dies(tmp_path: Path) -
             flags = [s.discontinuity for s in later.segments if s.uri]
             assert flags.count(True) == 1 and flags.index(True) >= len(announced), later.dumps()
             cut = flags.index(True)
+            edge_folder = (edge.base + space["playlist_url"]).rsplit("/", 1)[0]
+            assert await _media(http, edge_folder, uris[cut:]) == await _media(
+                http, folder, uris[cut:]
+            )
             fresh = await _media(http, folder, uris[cut + 1 :])
             samples = decode_mp4(init + b"".join(fresh.values()))
             assert tone_power(samples, 880.0) > 0.1

@@ -66,6 +66,16 @@ class EdgeConfig:
     cache_dir: str = DEFAULT_CACHE_DIR
     workers: int | None = None  # None: one per core
     hold_s: float = DEFAULT_HOLD_S
+    # Further nodes of the same cluster: any node answers for any space (it relays to the
+    # node that runs it), so the edge may use whichever is up.
+    more_origins: tuple[Origin, ...] = ()
+
+    def __post_init__(self) -> None:
+        if any(o.scheme != self.origin.scheme for o in self.more_origins):
+            raise ValueError("every --origin must use the same scheme (all http or all https)")
+        servers = [o.server for o in (self.origin, *self.more_origins)]
+        if len(set(servers)) != len(servers):
+            raise ValueError("the same --origin is given twice")
 
 
 def parse_origin(url: str) -> Origin:
@@ -232,7 +242,7 @@ map $arg__HLS_skip $majlis_hls_skip {{
 }}
 
 upstream majlis_origin {{
-    server {config.origin.server} max_fails=0;
+{_servers(config)}
     keepalive 64;
     keepalive_timeout 60s;
 }}
@@ -266,6 +276,20 @@ proxy_ignore_client_abort on;
 proxy_cache_use_stale error timeout updating http_502 http_504;
 
 """
+
+
+def _servers(config: EdgeConfig) -> str:
+    if not config.more_origins:
+        # One origin: never mark it failed, or a brief refusal would fail every request
+        # for fail_timeout afterwards.
+        return f"    server {config.origin.server} max_fails=0;"
+    # Several nodes: a node that refused a connection is skipped for 2 s (the failed request
+    # goes to the next one: proxy_next_upstream's default of error and timeout), so a dead
+    # node costs one refused connection per worker per 2 s, not one per request.
+    return "\n".join(
+        f"    server {o.server} max_fails=1 fail_timeout=2s;"
+        for o in (config.origin, *config.more_origins)
+    )
 
 
 def _ssl(origin: Origin) -> str:

@@ -186,3 +186,30 @@ def test_nginx_refuses_a_broken_config() -> None:
         assert "proxy_cache_lock" in checked.stderr
     finally:
         shutil.rmtree(prefix, ignore_errors=True)
+
+
+def test_several_nodes_of_a_cluster_share_one_upstream() -> None:
+    other = Origin("http", "127.0.0.2", 8080)
+    config = render(EdgeConfig(ORIGIN, more_origins=(other,)))
+    upstream = _location(config, "upstream majlis_origin")
+    assert "server 127.0.0.1:8080 max_fails=1 fail_timeout=2s;" in upstream
+    assert "server 127.0.0.2:8080 max_fails=1 fail_timeout=2s;" in upstream
+    # The lone origin is never marked failed.
+    assert "max_fails=0" in _location(render(EdgeConfig(ORIGIN)), "upstream majlis_origin")
+    prefix = make_prefix()
+    try:
+        edge = EdgeConfig(ORIGIN, listen=f"127.0.0.1:{free_port()}", more_origins=(other,))
+        checked = check_config(prefix, render(edge))
+        assert checked.returncode == 0, checked.stderr
+    finally:
+        shutil.rmtree(prefix, ignore_errors=True)
+
+
+def test_several_origins_from_the_command_line(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["edge-config", "--origin", "http://10.0.0.5:8080", "--origin", "http://10.0.0.6:8080"]
+    assert main(args) == 0
+    assert "server 10.0.0.6:8080 max_fails=1" in capsys.readouterr().out
+    assert main([*args[:3], "--origin", "https://10.0.0.6"]) == 2
+    assert "same scheme" in capsys.readouterr().err
+    assert main([*args[:3], *args[1:3]]) == 2
+    assert "given twice" in capsys.readouterr().err
