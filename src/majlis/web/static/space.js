@@ -445,30 +445,80 @@
       return;
     }
     startMeter(stream);
-    pc = new RTCPeerConnection({ iceServers: [] });
-    pc.addTransceiver(stream.getAudioTracks()[0], { direction: "sendonly" });
-    await pc.setLocalDescription(await pc.createOffer());
-    await iceGathered(pc);
-    const name = params.get("name") || "";
-    const r = await fetch(`/whip/${spaceId}?name=${encodeURIComponent(name)}`, {
-      method: "POST",
-      headers: { "Content-Type": "application/sdp", Authorization: `Bearer ${token}` },
-      body: pc.localDescription.sdp,
-    });
-    if (r.status !== 201) {
-      const err = await r.json().catch(() => ({ detail: r.statusText }));
-      speakerStatus(`${T.error} ${err.detail}`);
+    if (await publish()) {
+      $("join").hidden = true;
+      $("leave").hidden = false;
+    } else {
       stopLocal();
       $("join").disabled = false;
-      return;
     }
-    sessionUrl = r.headers.get("Location");
-    await pc.setRemoteDescription({ type: "answer", sdp: await r.text() });
-    pc.addEventListener("connectionstatechange", () => {
-      if (pc && pc.connectionState === "connected") speakerStatus(T.you_are_live);
-    });
-    $("join").hidden = true;
-    $("leave").hidden = false;
+  }
+
+  // One WHIP session for the microphone already open; false (with the reason shown) if the
+  // server refused it. A 503 (the space is moving to another server) is retried.
+  async function publish() {
+    for (;;) {
+      const peer = new RTCPeerConnection({ iceServers: [] });
+      peer.addTransceiver(stream.getAudioTracks()[0], { direction: "sendonly" });
+      await peer.setLocalDescription(await peer.createOffer());
+      await iceGathered(peer);
+      const name = params.get("name") || "";
+      let r;
+      try {
+        r = await fetch(`/whip/${spaceId}?name=${encodeURIComponent(name)}`, {
+          method: "POST",
+          headers: { "Content-Type": "application/sdp", Authorization: `Bearer ${token}` },
+          body: peer.localDescription.sdp,
+        });
+      } catch (e) {
+        r = null;  // the server did not answer at all
+      }
+      if (r && r.status === 201) {
+        pc = peer;
+        sessionUrl = r.headers.get("Location");
+        await pc.setRemoteDescription({ type: "answer", sdp: await r.text() });
+        pc.addEventListener("connectionstatechange", () => onConnection(peer));
+        return true;
+      }
+      peer.close();
+      if (r && r.status !== 503) {
+        const err = await r.json().catch(() => ({ detail: r.statusText }));
+        speakerStatus(`${T.error} ${err.detail}`);
+        return false;
+      }
+      speakerStatus(T.reconnecting);
+      await pause(Number(r && r.headers.get("Retry-After")) || 1);
+      if (!stream) return false;  // left meanwhile
+    }
+  }
+
+  // The server that carried this session stopped answering (it may have been replaced by
+  // another node, which then runs the space): publish again with the same microphone.
+  // "disconnected" can heal by itself, so it gets a few seconds first.
+  let healTimer = null;
+  function onConnection(peer) {
+    if (peer !== pc) return;
+    const state = peer.connectionState;
+    if (state === "connected") {
+      clearTimeout(healTimer);
+      speakerStatus(T.you_are_live);
+    } else if (state === "disconnected" || state === "failed") {
+      speakerStatus(T.reconnecting);
+      clearTimeout(healTimer);
+      healTimer = setTimeout(() => republish(peer), state === "failed" ? 0 : 1500);
+    }
+  }
+  async function republish(peer) {
+    if (peer !== pc || !stream || peer.connectionState === "connected") return;
+    pc = null;
+    sessionUrl = null;
+    peer.close();
+    if (!(await publish()) && stream) {
+      stopLocal();
+      $("leave").hidden = true;
+      $("join").hidden = false;
+      $("join").disabled = false;
+    }
   }
 
   function iceGathered(peer) {
@@ -495,6 +545,7 @@
   }
 
   function stopLocal() {
+    clearTimeout(healTimer);
     if (meterTimer) clearInterval(meterTimer);
     if (stream) stream.getTracks().forEach((t) => t.stop());
     if (pc) pc.close();
