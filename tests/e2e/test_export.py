@@ -392,11 +392,15 @@ async def test_a_replay_across_a_server_restart_exports_whole(pki: Pki, tmp_path
     # old encoder's last one instead of silence; from then on they differ by rounding only.
     # Except in bands the encoder coded as noise (PNS): the decoder fills them from a random
     # generator whose state carries over from everything decoded before, so two decoders
-    # with different histories differ there, a little, forever. Hence a percentile.
+    # with different histories differ there, a little, forever; how much depends on how much
+    # the encoder coded as noise (more when a loaded machine made the speaker stutter). Hence
+    # the difference's energy against the signal's: a frame out of place, even one sample of
+    # shift, would put it above -20 dB for this tone; rounding and PNS keep it below -40 dB.
     settled = 2 * AAC_FRAME
     diff = np.abs(resumed - after)[settled:]
-    assert float(np.percentile(diff, 99.9)) < 1e-4, float(diff.max())
-    assert float(diff.max()) < 0.02
+    ratio = float(np.sqrt(np.mean(diff**2)) / np.sqrt(np.mean(after[settled:] ** 2)))
+    assert ratio < 0.01, (ratio, float(diff.max()))
+    assert float(diff.max()) < 0.05
     assert float(np.abs(resumed - after)[:settled].max()) < 0.05
     assert tone_power(before[RATE // 2 :], 440.0) > 0.5
     assert tone_power(resumed[: -RATE // 4], 880.0) > 0.5
