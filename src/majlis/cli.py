@@ -11,6 +11,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from majlis.cluster.link import StoreDown
 from majlis.config import (
     Settings,
     parse_addresses,
@@ -375,6 +376,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"majlis: {exc}", file=sys.stderr)
         return 2
+    except StoreDown as exc:  # `serve --redis` and Redis never answered
+        print(f"majlis: {exc}", file=sys.stderr)
+        return 1
     return code
 
 

@@ -8,6 +8,7 @@ key verifies a replay whichever node ended the space.
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 from dataclasses import dataclass
 
@@ -18,7 +19,7 @@ from majlis.cluster.link import RedisLink, StoreDown, as_bytes
 from majlis.trust.keys import SigningKey
 
 # A node started before Redis waits this long for it, then gives up with a clear message.
-STARTUP_WAIT_S = 20.0
+STARTUP_WAIT_S = float(os.environ.get("MAJLIS_REDIS_WAIT_S", "20"))
 
 
 @dataclass(frozen=True, slots=True)
