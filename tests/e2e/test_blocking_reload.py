@@ -31,8 +31,9 @@ SEGMENT_S = 5 * PART_S
 HOLD_LIMIT_S = 3.0  # three target durations of 1 s
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 _SEGMENT = re.compile(r"^s/(\d+)\.m4s$", re.M)
-_PART = re.compile(r'#EXT-X-PART:DURATION=[\d.]+,URI="p/(\d+)\.(\d+)\.m4s"')
-_HINT = re.compile(r'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="p/(\d+)\.(\d+)\.m4s"')
+# After a restart part URIs carry the run: p/<run>/<msn>.<index>.m4s.
+_PART = re.compile(r'#EXT-X-PART:DURATION=[\d.]+,URI="p/(?:\d+/)?(\d+)\.(\d+)\.m4s"')
+_HINT = re.compile(r'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="(p/(?:\d+/)?(\d+)\.(\d+)\.m4s)"')
 
 
 @dataclass
@@ -54,6 +55,7 @@ class Edge:
     last_segment: int  # last complete segment (-1: none yet)
     hint: tuple[int, int]  # the preload-hinted part
     parts: set[tuple[int, int]]
+    hint_uri: str = ""
 
     @classmethod
     def of(cls, text: str) -> Edge:
@@ -61,7 +63,7 @@ class Edge:
         hint = _HINT.search(text)
         assert hint is not None, text
         parts = {(int(a), int(b)) for a, b in _PART.findall(text)}
-        return cls(max(segments, default=-1), (int(hint[1]), int(hint[2])), parts)
+        return cls(max(segments, default=-1), (int(hint[2]), int(hint[3])), parts, hint[1])
 
 
 async def fetch(http: aiohttp.ClientSession, url: str, **params: str | int) -> Reply:
@@ -280,7 +282,7 @@ async def test_a_stalled_live_edge_answers_503(tmp_path: Path) -> None:
             next_part, next_segment, hinted = await asyncio.gather(
                 fetch(http, lv.playlist, _HLS_msn=msn, _HLS_part=part),
                 fetch(http, lv.playlist, _HLS_msn=msn),
-                fetch(http, lv.media(f"p/{msn}.{part}.m4s")),
+                fetch(http, lv.media(edge.hint_uri)),
             )
             for reply in (next_part, next_segment):
                 _error(reply, 503, "did not appear in time")

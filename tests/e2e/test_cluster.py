@@ -124,6 +124,11 @@ async def test_space_moves_to_another_node_when_its_owner_dies(tmp_path: Path) -
             await asyncio.sleep(1.5)  # counted at the next sync
             assert await _uniques(http, a.base, space["id"]) == 3
 
+            # The parts of the segment in progress, which A has announced.
+            in_progress, _ = await _playlist(http, via_b)
+            pending = re.findall(r'URI="(p/\d+\.\d+\.m4s)"', in_progress.dumps())
+            assert pending
+
             # The owner dies without a word.
             a.process.kill()
             a.process.wait(5)
@@ -165,6 +170,16 @@ async def test_space_moves_to_another_node_when_its_owner_dies(tmp_path: Path) -
                 http, folder, uris[cut:]
             )
             fresh = await _media(http, folder, uris[cut + 1 :])
+            # The new run's parts have their own URIs: A's, cached for a year by edges, are
+            # never reused for other audio (the segment they belonged to was lost).
+            assert all(p.startswith("p/1/") for p in re.findall(r'URI="(p/[^"]+)"', later.dumps()))
+            first_new = int(uris[cut].removeprefix("s/").removesuffix(".m4s"))
+            # Almost always the preload hint at least (the snapshot is taken just before the
+            # kill, so A rarely completes another segment in between).
+            lost = [u for u in pending if int(u[2:].split(".")[0]) >= first_new]
+            for uri in pending:
+                async with http.get(f"{folder}/{uri}") as resp:
+                    assert resp.status == (404 if uri in lost else 200), (uri, resp.status)
             samples = decode_mp4(init + b"".join(fresh.values()))
             assert tone_power(samples, 880.0) > 0.1
             assert tone_power(samples, 440.0) < 0.01

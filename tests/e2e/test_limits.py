@@ -25,7 +25,7 @@ from tests.support.whip import ToneTrack, publish
 
 JSON = "application/json"
 _SEGMENT = re.compile(r"^s/(\d+)\.m4s$", re.M)
-_HINT = re.compile(r'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="p/(\d+)\.(\d+)\.m4s"')
+_HINT = re.compile(r'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="(p/(?:\d+/)?(\d+)\.(\d+)\.m4s)"')
 HOLD_LIMIT_S = 3.0  # three target durations of 1 s
 
 
@@ -272,9 +272,9 @@ async def test_held_reload_caps_refuse_at_once_and_holds_time_out(tmp_path: Path
         text = (await _fetch(http, playlist))[2].decode()
         hint = _HINT.search(text)
         assert hint is not None, text
-        msn, part = int(hint[1]), int(hint[2])
+        msn, part = int(hint[2]), int(hint[3])
         blocking = f"{playlist}?_HLS_msn={msn}&_HLS_part={part}"
-        hinted = playlist.rsplit("/", 1)[0] + f"/p/{msn}.{part}.m4s"
+        hinted = playlist.rsplit("/", 1)[0] + "/" + hint[1]
         a = {"X-Forwarded-For": "198.51.100.1"}
         b = {"X-Forwarded-For": "198.51.100.2"}
         # A holds two (a blocking reload and the hinted part: both count), B one: the total.

@@ -27,7 +27,8 @@ def lane(path: str) -> Lane:
 # What caching edges fetch on behalf of many listeners: playlists, init, parts, segments and
 # the room state. Nothing else is cached, so nothing else is filled for a crowd.
 _CACHEABLE = re.compile(
-    r"/live/[A-Za-z0-9_-]{1,32}/(?:[a-z]+\.m3u8|init\.mp4|state\.json|s/\d+\.m4s|p/\d+\.\d+\.m4s)"
+    r"/live/[A-Za-z0-9_-]{1,32}/"
+    r"(?:[a-z]+\.m3u8|init\.mp4|state\.json|s/\d+\.m4s|p/(?:\d+/)?\d+\.\d+\.m4s)"
 )
 
 

@@ -137,10 +137,15 @@ async def segment(request: web.Request) -> web.StreamResponse:
 
 
 @routes.get(r"/live/{space_id}/p/{msn:\d+}.{index:\d+}.m4s")
+@routes.get(r"/live/{space_id}/p/{run:\d+}/{msn:\d+}.{index:\d+}.m4s")
 async def part(request: web.Request) -> web.Response:
     app, space = _space(request)
     msn = _index(request.match_info["msn"], "part")
     index = _index(request.match_info["index"], "part")
+    run = _index(request.match_info.get("run", "0"), "run")
+    if run != space.edge.run_of(msn):
+        # A part of a segment lost in a crash, or of one not made yet in this run.
+        raise NotFound(f"part {msn}.{index} of run {run} does not exist")
     data = space.edge.part(msn, index)
     if data is None and not space.edge.has_part(msn, index):
         # A preload hint: hold the request until the part is written.

@@ -7,6 +7,7 @@ after the recording has fsync'd it, so whatever a playlist announced survives a 
 from __future__ import annotations
 
 import asyncio
+import bisect
 from dataclasses import dataclass
 
 from majlis.errors import BadRequest, Unavailable
@@ -67,6 +68,9 @@ class LiveEdge:
         self._next_part = 0
         self._pending_start: float | None = None
         self._pending_discontinuity = False
+        # Numbers of the segments that follow a discontinuity, in order: which run a part
+        # belongs to (see playlist.part_uri).
+        self._discontinuities: list[int] = []
         # Requests held until the edge reaches them, one event per distinct request: a
         # herd of thousands of players asking for the same next part shares one event and
         # is woken once, when that part exists, not at every change.
@@ -83,6 +87,7 @@ class LiveEdge:
     def resume_after(self, segments: list[SegmentEntry]) -> None:
         """Continue numbering after recorded segments (restart), marking a discontinuity."""
         self.segments = list(segments)
+        self._discontinuities = [s.msn for s in segments if s.discontinuity]
         self._next_msn = segments[-1].msn + 1 if segments else 0
         self._pending_discontinuity = bool(segments)
         self._notify()
@@ -116,6 +121,8 @@ class LiveEdge:
         if entry.msn != self._next_msn:
             raise ValueError(f"segment {entry.msn} completed out of order")
         self.segments.append(entry)
+        if entry.discontinuity:
+            self._discontinuities.append(entry.msn)
         self._pending_discontinuity = False
         self._next_msn += 1
         self._next_part = 0
@@ -153,6 +160,12 @@ class LiveEdge:
 
     def part(self, msn: int, index: int) -> bytes | None:
         return self._parts.get((msn, index))
+
+    def run_of(self, msn: int) -> int:
+        """Discontinuities up to segment `msn` (the one in progress and later included)."""
+        if msn < self._next_msn:
+            return bisect.bisect_right(self._discontinuities, msn)
+        return len(self._discontinuities) + self._pending_discontinuity
 
     def has_part(self, msn: int, index: int) -> bool:
         return (msn, index) in self._parts or (

@@ -51,8 +51,11 @@ class PlaylistView:
     pending_discontinuity: bool = False
 
 
-def part_uri(msn: int, index: int) -> str:
-    return f"p/{msn}.{index}.m4s"
+def part_uri(msn: int, index: int, run: int = 0) -> str:
+    """`run` counts the discontinuities before the part (restarts, takeovers). After a crash
+    the segment that was in progress is lost and its number is used again; its parts were
+    announced, and edges keep parts for a year, so the new ones must not share their URIs."""
+    return f"p/{msn}.{index}.m4s" if run == 0 else f"p/{run}/{msn}.{index}.m4s"
 
 
 def segment_uri(msn: int) -> str:
@@ -98,21 +101,24 @@ def render(view: PlaylistView, init_uri: str = "init.mp4") -> str:
     parts_by_msn: dict[int, list[PartEntry]] = {}
     for part in view.parts:
         parts_by_msn.setdefault(part.msn, []).append(part)
+    run = view.discontinuity_sequence
     for seg in view.segments:
         if seg.discontinuity:
             lines.append("#EXT-X-DISCONTINUITY")
+            run += 1
         lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_pdt(seg.started_at)}")
-        lines.extend(_part_lines(parts_by_msn.get(seg.msn, ())))
+        lines.extend(_part_lines(parts_by_msn.get(seg.msn, ()), run))
         lines.append(f"#EXTINF:{_extinf(seg.duration)},")
         lines.append(segment_uri(seg.msn))
     if not view.ended:
         pending = parts_by_msn.get(view.next_msn, ())
+        run += view.pending_discontinuity
         if pending and view.pending_discontinuity:
             lines.append("#EXT-X-DISCONTINUITY")
         if pending and view.pending_started_at is not None:
             lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_pdt(view.pending_started_at)}")
-        lines.extend(_part_lines(pending))
-        hint = part_uri(*_next_part(view))
+        lines.extend(_part_lines(pending, run))
+        hint = part_uri(*_next_part(view), run)
         lines.append(f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{hint}"')
     else:
         lines.append("#EXT-X-ENDLIST")
@@ -128,9 +134,10 @@ def _next_part(view: PlaylistView) -> tuple[int, int]:
     return view.next_msn, view.next_part
 
 
-def _part_lines(parts: tuple[PartEntry, ...] | list[PartEntry]) -> list[str]:
+def _part_lines(parts: tuple[PartEntry, ...] | list[PartEntry], run: int) -> list[str]:
     return [
-        f'#EXT-X-PART:DURATION={p.duration:.5f},URI="{part_uri(p.msn, p.index)}",INDEPENDENT=YES'
+        f'#EXT-X-PART:DURATION={p.duration:.5f},URI="{part_uri(p.msn, p.index, run)}",'
+        "INDEPENDENT=YES"
         for p in parts
     ]
 

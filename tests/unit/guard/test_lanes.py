@@ -35,6 +35,7 @@ def test_lanes(path: str, expected: Lane) -> None:
         ("GET", "/live/abc/index.m3u8", True),
         ("HEAD", "/live/abc/init.mp4", True),
         ("GET", "/live/abc/p/12.3.m4s", True),
+        ("GET", "/live/abc/p/2/12.3.m4s", True),
         ("GET", "/live/abc/s/12.m4s", True),
         ("GET", "/live/abc/state.json", True),
         ("POST", "/live/abc/sessions", False),

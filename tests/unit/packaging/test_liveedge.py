@@ -347,9 +347,28 @@ def test_parts_after_a_restart_are_marked_before_their_segment_completes() -> No
     add_parts(edge, 2)
     text = edge.playlist()
     assert text.count("#EXT-X-DISCONTINUITY\n") == 1
-    assert text.index("#EXT-X-DISCONTINUITY\n") < text.index('URI="p/5.0.m4s"')
+    assert text.index("#EXT-X-DISCONTINUITY\n") < text.index('URI="p/1/5.0.m4s"')
     add_parts(edge, 3)
     assert edge.playlist().count("#EXT-X-DISCONTINUITY\n") == 1
+
+
+def test_parts_of_each_run_have_their_own_uris() -> None:
+    """A crash loses the segment in progress (5 here), whose parts were announced; the run
+    after it numbers its first segment 5 again, under other part URIs."""
+    before = make_edge()
+    add_parts(before, 5 * PARTS + 2)
+    assert 'URI="p/5.0.m4s"' in before.playlist()
+    assert before.run_of(5) == 0 and before.run_of(4) == 0
+
+    after = make_edge()
+    after.resume_after(list(before.segments))
+    add_parts(after, 2)
+    text = after.playlist()
+    assert 'URI="p/5.0.m4s"' not in text and 'URI="p/1/5.0.m4s"' in text
+    assert 'PRELOAD-HINT:TYPE=PART,URI="p/1/5.2.m4s"' in text
+    assert after.run_of(4) == 0 and after.run_of(5) == 1 and after.run_of(6) == 1
+    add_parts(after, PARTS - 2)  # segment 5 of the new run completes
+    assert after.run_of(5) == 1 and after.run_of(3) == 0 and after.run_of(6) == 1
 
 
 def test_resume_after_a_restart_marks_a_discontinuity() -> None:
