@@ -112,6 +112,10 @@ def _serve(args: argparse.Namespace) -> int:
         changes["segment_parts"] = parse_bounded("segment parts", args.segment_parts, 1, 30)
     if args.stage_speakers:
         changes.update(stage_size(settings, args.stage_speakers))
+    if args.pathway:
+        from majlis.edge.pathways import parse_pathways
+
+        changes["pathways"] = parse_pathways(args.pathway)
     changes.update(_admission(args))
     changes.update(_limit_changes(args))
     settings = replace(settings, **changes)  # type: ignore[arg-type]
@@ -331,6 +335,13 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--segment-parts", help="parts per segment (default 5)")
     s.add_argument(
         "--stage-speakers", help="speakers on stage besides the host and co-hosts (default 10)"
+    )
+    s.add_argument(
+        "--pathway",
+        action="append",
+        metavar="NAME=URL",
+        help="an edge listeners may fetch media through, e.g. a=https://edge-a.example; "
+        "repeat it, most preferred first (default: $MAJLIS_PATHWAYS, else none)",
     )
     _add_admission(s)
     s.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")

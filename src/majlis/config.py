@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from majlis.edge import pathways as edge_pathways
+
 # AAC-LC encodes 1024 samples per frame; at 48 kHz that is 21.33 ms.
 AAC_FRAME_SAMPLES = 1024
 SAMPLE_RATE = 48_000
@@ -80,6 +82,9 @@ class Settings:
     pow_difficulty: int = 16
     attack_threshold: float = 300.0
     attack_quiet_s: float = 60.0
+    # Edges a listener may fetch media through, in order of preference (docs/scale.md,
+    # "Listener failover between edges"). Empty: no steered playlist.
+    pathways: tuple[edge_pathways.Pathway, ...] = ()
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -110,6 +115,8 @@ class Settings:
             changes["control_idle_timeout"] = parse_seconds("control idle timeout", idle, 1, 3600)
         if parts := env.get("MAJLIS_SEGMENT_PARTS"):
             changes["segment_parts"] = parse_bounded("segment parts", parts, 1, 30)
+        if pathways := env.get(edge_pathways.ENV):
+            changes["pathways"] = edge_pathways.parse_env(pathways)
         return replace(self, **changes)  # type: ignore[arg-type]
 
 
