@@ -45,6 +45,8 @@ def parse_pathway(text: str) -> Pathway:
             f"--pathway name must be 1-32 characters of A-Z a-z 0-9 . - _, got {name[:40]!r}"
         )
     parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"--pathway {name}: the URL must be http:// or https://, got {url[:80]!r}")
     if parts.query or parts.fragment or not _PREFIX.fullmatch(parts.path):
         raise ValueError(
             f"--pathway {name}: the URL must be scheme://host[:port][/path] with plain path "

@@ -186,3 +186,12 @@ def test_nginx_refuses_a_broken_config() -> None:
         assert "proxy_cache_lock" in checked.stderr
     finally:
         shutil.rmtree(prefix, ignore_errors=True)
+
+
+def test_steering_manifest_is_one_object_whatever_the_query() -> None:
+    steering = _location(render(EdgeConfig(ORIGIN)), "steering\\.json")
+    assert "proxy_cache_key $uri;" in steering
+    # The players' _HLS_pathway and _HLS_throughput are not sent on: one answer for all.
+    assert "proxy_pass http://majlis_origin$uri;" in steering
+    assert "proxy_cache_lock on;" in steering
+    assert "proxy_cache_valid" not in steering
