@@ -92,6 +92,7 @@
       errorRetry: { maxNumRetry: retries, retryDelayMs: 500, maxRetryDelayMs: 1000 },
     },
   });
+  const RESTART_MS = 1000;
   const STEERED_CONFIG = {
     ...HLS_CONFIG,
     playlistLoadPolicy: failFast(1),
@@ -106,7 +107,18 @@
     if (window.Hls && Hls.isSupported()) {
       hls = new Hls(steered ? STEERED_CONFIG : HLS_CONFIG);
       // Which edge this listener is on, for whoever looks at the page (and the tests).
-      if (steered) hls.on(Hls.Events.LEVEL_LOADED, (_, data) => { player.dataset.pathway = data.levelInfo.pathwayId; });
+      if (steered) {
+        hls.on(Hls.Events.LEVEL_LOADED, (_, data) => { player.dataset.pathway = data.levelInfo.pathwayId; });
+        // Once every pathway has failed within hls.js's penalty time (5 minutes), the next
+        // failure has nowhere to go and hls.js stops loading for good. Start again a second
+        // later, from where playback is: whichever edge answers again carries the listener.
+        const mine = hls;
+        hls.on(Hls.Events.ERROR, (_, data) => {
+          if (data.fatal && data.type === Hls.ErrorTypes.NETWORK_ERROR) {
+            setTimeout(() => { if (hls === mine) mine.startLoad(); }, RESTART_MS);
+          }
+        });
+      }
       hls.loadSource(url);
       hls.attachMedia(player);
     } else if (player.canPlayType("application/vnd.apple.mpegurl")) {
