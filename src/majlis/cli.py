@@ -126,6 +126,10 @@ def _serve(args: argparse.Namespace) -> int:
             "with --redis and a wildcard --host, give --node-url: the URL the "
             "other nodes reach this one at"
         )
+    if args.pathway:
+        from majlis.edge.pathways import parse_pathways
+
+        changes["pathways"] = parse_pathways(args.pathway)
     changes.update(_admission(args))
     changes.update(_limit_changes(args))
     settings = replace(settings, **changes)  # type: ignore[arg-type]
@@ -352,6 +356,13 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--segment-parts", help="parts per segment (default 5)")
     s.add_argument(
         "--stage-speakers", help="speakers on stage besides the host and co-hosts (default 10)"
+    )
+    s.add_argument(
+        "--pathway",
+        action="append",
+        metavar="NAME=URL",
+        help="an edge listeners may fetch media through, e.g. a=https://edge-a.example; "
+        "repeat it, most preferred first (default: $MAJLIS_PATHWAYS, else none)",
     )
     _add_admission(s)
     c = s.add_argument_group("cluster", "several nodes sharing one Redis: see docs/scale.md")

@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from majlis.edge import pathways as edge_pathways
+
 # AAC-LC encodes 1024 samples per frame; at 48 kHz that is 21.33 ms.
 AAC_FRAME_SAMPLES = 1024
 SAMPLE_RATE = 48_000
@@ -84,6 +86,9 @@ class Settings:
     # this one at (default: http://HOST:PORT as listened on).
     redis_url: str | None = None
     node_url: str | None = None
+    # Edges a listener may fetch media through, in order of preference (docs/scale.md,
+    # "Listener failover between edges"). Empty: no steered playlist.
+    pathways: tuple[edge_pathways.Pathway, ...] = ()
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -118,6 +123,8 @@ class Settings:
             changes["control_idle_timeout"] = parse_seconds("control idle timeout", idle, 1, 3600)
         if parts := env.get("MAJLIS_SEGMENT_PARTS"):
             changes["segment_parts"] = parse_bounded("segment parts", parts, 1, 30)
+        if pathways := env.get(edge_pathways.ENV):
+            changes["pathways"] = edge_pathways.parse_env(pathways)
         return replace(self, **changes)  # type: ignore[arg-type]
 
 

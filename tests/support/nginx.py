@@ -126,9 +126,12 @@ def _wait_listening(proc: subprocess.Popen[bytes], port: int, timeout: float) ->
 
 
 @contextmanager
-def nginx_edge(origin: str, *args: str, timeout: float = 10.0) -> Iterator[RunningNginx]:
-    """An edge for ``origin`` (extra ``args`` go to `majlis edge-config`)."""
-    port = free_port()
+def nginx_edge(
+    origin: str, *args: str, timeout: float = 10.0, port: int | None = None
+) -> Iterator[RunningNginx]:
+    """An edge for ``origin`` (extra ``args`` go to `majlis edge-config`), on ``port`` when
+    the test had to name it before the edge existed (the origin's --pathway flags)."""
+    port = port or free_port()
     prefix = make_prefix()
     config = edge_config(origin, "--listen", f"127.0.0.1:{port}", *args)
     checked = check_config(prefix, config)

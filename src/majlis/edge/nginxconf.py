@@ -308,10 +308,11 @@ server {{
     # Playlists. The origin says how long each may be kept and the edge obeys it: a
     # blocking reload names a playlist version that never changes (max-age=6), the plain
     # live playlist changes with every part (max-age=1), the replay after the end lives 60 s
-    # and the multivariant playlist 5 minutes. proxy_cache_valid only covers answers without
-    # Cache-Control (errors), for a second: a 404 (space not started) and a 503 (no part
-    # within the hold: the stream stalled), so the listeners waiting on the lock get it at
-    # once instead of taking turns at the origin, one hold each.
+    # and the multivariant playlists (index.m3u8, steered.m3u8) 5 minutes.
+    # proxy_cache_valid only covers answers without Cache-Control (errors), for a second: a
+    # 404 (space not started) and a 503 (no part within the hold: the stream stalled), so the
+    # listeners waiting on the lock get it at once instead of taking turns at the origin,
+    # one hold each.
     location ~ "^/live/{_SPACE}/[a-z]+\\.m3u8$" {{
         proxy_cache majlis_live;
         proxy_cache_key "$uri?$majlis_hls_msn$majlis_hls_part$majlis_hls_skip";
@@ -327,6 +328,16 @@ server {{
     # the object. Errors are not cached: a part asked for too early must not be a 404 for
     # everyone once it exists.
     location ~ "^/live/{_SPACE}/(init\\.mp4|p/[0-9]+\\.[0-9]+\\.m4s|s/[0-9]+\\.m4s)$" {{
+        proxy_cache majlis_live;
+        proxy_cache_key $uri;
+        proxy_cache_lock on;
+        proxy_pass {scheme}://majlis_origin$uri;
+    }}
+
+    # The content steering manifest (when the origin lists pathways): the same for every
+    # player, kept as long as the origin says (max-age=30). The query players add
+    # (_HLS_pathway, _HLS_throughput) does not change it: it is neither in the key nor sent on.
+    location ~ "^/live/{_SPACE}/steering\\.json$" {{
         proxy_cache majlis_live;
         proxy_cache_key $uri;
         proxy_cache_lock on;

@@ -18,6 +18,7 @@ from majlis.errors import NotFound, Unavailable
 from majlis.guard.middleware import LIMITS, client_of
 from majlis.guard.ratelimit import TooManyRequests
 from majlis.http.admission import room_state
+from majlis.packaging import steering
 from majlis.packaging.liveedge import parse_blocking
 from majlis.packaging.playlist import render_multivariant
 from majlis.rooms.space import Space
@@ -79,6 +80,40 @@ async def multivariant(request: web.Request) -> web.Response:
         content_type=PLAYLIST_TYPE,
         # Not immutable: BANDWIDTH follows the configured bitrate.
         headers={**CORS, "Cache-Control": "public, max-age=300"},
+    )
+
+
+def _pathways(app: App) -> None:
+    if not app.settings.pathways:
+        raise NotFound(
+            "this server lists no pathways (majlis serve --pathway): play index.m3u8 instead"
+        )
+
+
+@routes.get(f"/live/{{space_id}}/{steering.PLAYLIST}")
+async def steered(request: web.Request) -> web.Response:
+    """index.m3u8 with one variant per pathway (edge) and a content steering manifest."""
+    app, space = _space(request)
+    _pathways(app)
+    text = steering.render_steered(app.settings.pathways, space.id, app.settings.aac_bitrate)
+    return web.Response(
+        text=text,
+        content_type=PLAYLIST_TYPE,
+        # Changes only with the configuration (pathways, bitrate), as index.m3u8.
+        headers={**CORS, "Cache-Control": "public, max-age=300"},
+    )
+
+
+@routes.get(f"/live/{{space_id}}/{steering.MANIFEST}")
+async def steering_manifest(request: web.Request) -> web.Response:
+    app, _ = _space(request)
+    steering.check_query(request.query.items())
+    _pathways(app)
+    body = json.dumps(steering.manifest(app.settings.pathways), separators=(",", ":"))
+    return web.Response(
+        text=body,
+        content_type="application/json",
+        headers={**CORS, "Cache-Control": steering.CACHE_CONTROL},
     )
 
 

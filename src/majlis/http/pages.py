@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from majlis.app import App
+from majlis.packaging import steering
 
 routes = web.RouteTableDef()
 
@@ -129,6 +130,9 @@ async def space_page(request: web.Request) -> web.Response:
         "title": space.title,
         "title_dir": text_direction(space.title),
         "title_isolated": isolated(space.title),
+        # With pathways the player follows the steered playlist, so it can move to another
+        # edge when its own stops answering.
+        "playlist": steering.PLAYLIST if app.settings.pathways else "audio.m3u8",
     }
     return _page(request, "space.html", values)
 

@@ -142,13 +142,18 @@ def _part_lines(parts: tuple[PartEntry, ...] | list[PartEntry], run: int) -> lis
     ]
 
 
+def stream_inf(bitrate: int, extra: str = "") -> str:
+    """The one rendition's EXT-X-STREAM-INF: the AAC bitrate plus 15 % for the container."""
+    return f'#EXT-X-STREAM-INF:BANDWIDTH={int(bitrate * 1.15)},CODECS="mp4a.40.2"{extra}'
+
+
 def render_multivariant(media_uri: str, bitrate: int) -> str:
     return "\n".join(
         [
             "#EXTM3U",
             f"#EXT-X-VERSION:{VERSION}",
             "#EXT-X-INDEPENDENT-SEGMENTS",
-            f'#EXT-X-STREAM-INF:BANDWIDTH={int(bitrate * 1.15)},CODECS="mp4a.40.2"',
+            stream_inf(bitrate),
             media_uri,
             "",
         ]

@@ -213,3 +213,12 @@ def test_several_origins_from_the_command_line(capsys: pytest.CaptureFixture[str
     assert "same scheme" in capsys.readouterr().err
     assert main([*args[:3], *args[1:3]]) == 2
     assert "given twice" in capsys.readouterr().err
+
+
+def test_steering_manifest_is_one_object_whatever_the_query() -> None:
+    steering = _location(render(EdgeConfig(ORIGIN)), "steering\\.json")
+    assert "proxy_cache_key $uri;" in steering
+    # The players' _HLS_pathway and _HLS_throughput are not sent on: one answer for all.
+    assert "proxy_pass http://majlis_origin$uri;" in steering
+    assert "proxy_cache_lock on;" in steering
+    assert "proxy_cache_valid" not in steering

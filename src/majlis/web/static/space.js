@@ -73,13 +73,52 @@
     $("ended-notice").hidden = status !== "ended";
   }
 
+  // With pathways (edges) configured the server names its steered playlist here: one variant
+  // per edge plus an HLS Content Steering manifest (docs/scale.md, "Listener failover").
+  // hls.js moves to the next pathway only once a request has used up its retries; with
+  // another edge to go to, waiting is worse than moving, so retries are few and short. A
+  // refused or reset connection (an edge that died) is never retried: it moves at once. A
+  // hung edge costs a timeout: 3 s to the first byte is several times what a healthy edge
+  // takes for a playlist answered from its cache or a part already listed (blocking reloads
+  // have hls.js's own 0.8 s limit and are retried once as a plain reload), so a listener
+  // hears a gap of about that long, and a slow edge at worst sends them to another edge.
+  const playlist = document.body.dataset.playlist || "audio.m3u8";
+  const steered = playlist !== "audio.m3u8";
+  const failFast = (retries) => ({
+    default: {
+      maxTimeToFirstByteMs: 3000,
+      maxLoadTimeMs: 8000,
+      timeoutRetry: { maxNumRetry: 1, retryDelayMs: 0, maxRetryDelayMs: 0 },
+      errorRetry: { maxNumRetry: retries, retryDelayMs: 500, maxRetryDelayMs: 1000 },
+    },
+  });
+  const RESTART_MS = 1000;
+  const STEERED_CONFIG = {
+    ...HLS_CONFIG,
+    playlistLoadPolicy: failFast(1),
+    fragLoadPolicy: failFast(2),
+  };
+
   function attach() {
-    const url = base + "audio.m3u8";
+    const url = base + playlist;
     if (hls) { hls.destroy(); hls = null; }
     joined = false;
     playingFrom = null;
     if (window.Hls && Hls.isSupported()) {
-      hls = new Hls(HLS_CONFIG);
+      hls = new Hls(steered ? STEERED_CONFIG : HLS_CONFIG);
+      // Which edge this listener is on, for whoever looks at the page (and the tests).
+      if (steered) {
+        hls.on(Hls.Events.LEVEL_LOADED, (_, data) => { player.dataset.pathway = data.levelInfo.pathwayId; });
+        // Once every pathway has failed within hls.js's penalty time (5 minutes), the next
+        // failure has nowhere to go and hls.js stops loading for good. Start again a second
+        // later, from where playback is: whichever edge answers again carries the listener.
+        const mine = hls;
+        hls.on(Hls.Events.ERROR, (_, data) => {
+          if (data.fatal && data.type === Hls.ErrorTypes.NETWORK_ERROR) {
+            setTimeout(() => { if (hls === mine) mine.startLoad(); }, RESTART_MS);
+          }
+        });
+      }
       hls.loadSource(url);
       hls.attachMedia(player);
     } else if (player.canPlayType("application/vnd.apple.mpegurl")) {
