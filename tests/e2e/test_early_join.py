@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,7 +68,11 @@ _SPY = """
     set: (Base) => {
       real = class extends Base {
         constructor(config) {
-          super(config);
+          // hls.js's own log, kept with the events when the test asks for it.
+          const keep = (level) => (...args) => note("hls-" + level, { msg: args.join(" ") });
+          const debug = { log: keep("log"), debug: keep("debug"), info: keep("info"),
+            warn: keep("warn"), error: keep("error") };
+          super(%(debug)s ? { ...config, debug } : config);
           window.__hls = this;
           note("hls-created", {});
           const E = Base.Events;
@@ -116,7 +121,7 @@ _SPY = """
     });
   }, %(every)s);
 })();
-""" % {"tone": TONE, "every": SAMPLE_MS}
+""" % {"tone": TONE, "every": SAMPLE_MS, "debug": "true" if os.environ.get("MAJLIS_HLS_DEBUG") else "false"}
 
 
 @dataclass
@@ -265,7 +270,7 @@ async def test_pages_joining_in_the_first_second_keep_playing(
         for _, pub in runs:
             await unpublish(http, server.base, pub)
     if failures:
-        dump = tmp_path / "early-join-failures.json"
+        dump = Path(os.environ.get("MAJLIS_EARLY_JOIN_DUMP") or tmp_path) / "early-join.json"
         dump.write_text(json.dumps(failures, indent=1))
         summary = "\n".join(f"{name}: {f['why']}" for name, f in failures.items())
         raise AssertionError(

@@ -75,6 +75,10 @@
 
   function attach() {
     const url = base + "audio.m3u8";
+    // Attaching a new source runs the element's load algorithm, which pauses it without a
+    // pause event: a listener who pressed Play before the space went live (attach again
+    // below) would hear nothing, the player parked at its start position. Play on.
+    const resume = !player.paused;
     if (hls) { hls.destroy(); hls = null; }
     joined = false;
     playingFrom = null;
@@ -85,6 +89,7 @@
     } else if (player.canPlayType("application/vnd.apple.mpegurl")) {
       player.src = url; // Safari plays LL-HLS natively
     }
+    if (resume) player.play().catch(() => { /* needs a click: the Play button stays */ });
   }
 
   async function togglePlay() {
