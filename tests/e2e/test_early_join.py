@@ -1,13 +1,17 @@
 """Listener pages that start playing in a space's first second keep playing, in Chromium.
 
-Several spaces start at once; in each, listener pages (the real space page, hls.js) press
-Play at different moments around the first publish: before anyone has published (the
-playlist is a 404, then the page re-attaches when the space goes live), as soon as the
-space is live but no part exists yet, 0.1-0.5 s after the first part, and right after the
-first segment completes. Each page must hear the tone and then keep playing it: over
-PLAY_WINDOW_S of wall time its `currentTime` advances by at least MIN_ADVANCE_S and the tone
-never drops out. A stalled page fails the test with what it saw (samples, hls.js events,
-the playlists it fetched), which is what a diagnosis needs.
+In a new space, listener pages (the real space page, hls.js) press Play at different moments
+around the first publish: before anyone has published (the playlist answers 404 and the
+page attaches again when its room state says live), as soon as the space is live but no
+part exists yet (a playlist with no segment: hls.js reports it empty and reloads), 0.1-0.45 s
+after the first part, and right after the first segment completes. Each page must hear the
+tone and then keep playing it: over PLAY_WINDOW_S of wall time after it first hears the
+tone, its `currentTime` advances by at least MIN_ADVANCE_S and the tone stays.
+
+A failing page is reported with what it saw (element and ear samples, hls.js events, the
+playlists it fetched), written to $MAJLIS_EARLY_JOIN_DUMP (else tmp_path); with
+MAJLIS_HLS_DEBUG=1 hls.js's own log is kept too. $MAJLIS_EARLY_JOIN_SPACES starts more
+spaces at once (more pages per run, and more load on the machine).
 """
 
 from __future__ import annotations
@@ -29,11 +33,19 @@ from tests.support.whip import Publisher, ToneTrack, publish, unpublish
 
 TONE = 1000.0
 PRESENT_DB = -45.0
-SPACES = 1
+# Seven pages per space. The page that presses Play before the first publish failed every
+# time before the page resumed playback after attaching again; more spaces soak the rest.
+SPACES = int(os.environ.get("MAJLIS_EARLY_JOIN_SPACES", "1"))
 PLAY_WINDOW_S = 10.0
 MIN_ADVANCE_S = 8.0
-# The tone may dip while the page jumps forward to its target latency once (space.js).
-MAX_SILENT_S = 0.6
+# hls.js 1.7 can wait once, up to about a second and a half, when the space's first segment
+# completes under a page that joined inside it: it reloads the last part of that partly
+# buffered segment until the next segment is listed complete, then plays on. Anything
+# longer, or a page that stops for good, fails.
+MAX_SILENT_S = 2.0
+# On a loaded machine the ear misses the odd analyser window; a page that stalls does not
+# hear the tone for most of the window.
+MIN_HEARD_SHARE = 0.75
 # How long a page may take from Play to hearing the tone (a page that pressed Play before
 # anyone published waits for the space to go live first).
 HEAR_WITHIN_S = 12.0
@@ -54,7 +66,7 @@ JOINS: tuple[tuple[str, float], ...] = (
 # Runs in every page before its scripts: keeps the page's hls.js instance reachable, records
 # its events and samples the element and the ear, so that a stall can be explained.
 _SPY = """
-(() => {
+((SPY) => {
   const log = (window.__log = []);
   const t0 = performance.now();
   const now = () => Math.round(performance.now() - t0) / 1000;
@@ -72,7 +84,7 @@ _SPY = """
           const keep = (level) => (...args) => note("hls-" + level, { msg: args.join(" ") });
           const debug = { log: keep("log"), debug: keep("debug"), info: keep("info"),
             warn: keep("warn"), error: keep("error") };
-          super(%(debug)s ? { ...config, debug } : config);
+          super(SPY.debug ? { ...config, debug } : config);
           window.__hls = this;
           note("hls-created", {});
           const E = Base.Events;
@@ -101,7 +113,9 @@ _SPY = """
   };
   document.addEventListener("DOMContentLoaded", () => {
     const el = document.getElementById("player");
-    for (const ev of ["play", "pause", "waiting", "playing", "seeking", "seeked", "stalled", "emptied", "error"]) {
+    const events = ["play", "pause", "waiting", "playing", "seeking", "seeked", "stalled",
+      "emptied", "error"];
+    for (const ev of events) {
       el.addEventListener(ev, () => note(ev, { ct: el.currentTime, ranges: ranges(el.buffered) }));
     }
   });
@@ -112,16 +126,20 @@ _SPY = """
     const { ctx, analyser } = window.__ear;
     const s = new Float32Array(analyser.frequencyBinCount);
     analyser.getFloatFrequencyData(s);
-    const bin = Math.round((%(tone)s * analyser.fftSize) / ctx.sampleRate);
+    const bin = Math.round((SPY.tone * analyser.fftSize) / ctx.sampleRate);
     const h = window.__hls;
     window.__samples.push({
       t: now(), ct: el.currentTime, paused: el.paused, rs: el.readyState,
       db: Math.max(s[bin - 1], s[bin], s[bin + 1]), ranges: ranges(el.buffered),
       latency: h ? h.latency : null, target: h ? h.targetLatency : null,
     });
-  }, %(every)s);
-})();
-""" % {"tone": TONE, "every": SAMPLE_MS, "debug": "true" if os.environ.get("MAJLIS_HLS_DEBUG") else "false"}
+  }, SPY.every);
+})"""
+
+
+def _spy_script() -> str:
+    options = {"tone": TONE, "every": SAMPLE_MS, "debug": bool(os.environ.get("MAJLIS_HLS_DEBUG"))}
+    return f"{_SPY}({json.dumps(options)});"
 
 
 @dataclass
@@ -135,11 +153,15 @@ class Listener:
         self.pressed_at = time.monotonic()
         await self.page.evaluate("document.getElementById('play').click()")
 
+    async def samples(self) -> list[dict[str, Any]]:
+        samples: list[dict[str, Any]] = await self.page.evaluate("window.__samples")
+        return samples
+
     async def report(self) -> dict[str, Any]:
         state: dict[str, Any] = await self.page.evaluate(
             "({ samples: window.__samples, log: window.__log })"
         )
-        return state
+        return {**state, "playlists": self.playlists}
 
 
 def verdict(samples: list[dict[str, Any]]) -> str | None:
@@ -166,12 +188,15 @@ def verdict(samples: list[dict[str, Any]]) -> str | None:
             silent_since = s["t"]
         elif s["t"] - silent_since > MAX_SILENT_S:
             return f"the tone dropped out at t={silent_since:.2f} s (currentTime {s['ct']:.2f})"
+    heard_share = sum(s["db"] > PRESENT_DB for s in window) / len(window)
+    if heard_share < MIN_HEARD_SHARE:
+        return f"the tone was heard in only {heard_share:.0%} of the window"
     return None
 
 
 async def _listener(browser: Browser, url: str, name: str) -> Listener:
     context = await browser.new_context()
-    await context.add_init_script(_SPY)
+    await context.add_init_script(_spy_script())
     page = await context.new_page()
     listener = Listener(name, page)
     start = time.monotonic()
@@ -180,7 +205,7 @@ async def _listener(browser: Browser, url: str, name: str) -> Listener:
         if "audio.m3u8" in response.url:
             try:
                 body = await asyncio.wait_for(response.text(), 5)
-            except Exception as exc:  # noqa: BLE001 - the page may have gone; keep what it says
+            except Exception as exc:  # the page may have gone: keep what it says
                 body = f"<{exc}>"
             query = response.url.partition("?")[2]
             listener.playlists.append(
@@ -249,24 +274,23 @@ async def test_pages_joining_in_the_first_second_keep_playing(
 ) -> None:
     wav = make_tone_wav(tmp_path / "unused.wav", TONE)
     async with chromium(wav) as browser:
-        runs = await asyncio.gather(
-            *(_run_space(server, http, browser, n) for n in range(SPACES))
-        )
+        runs = await asyncio.gather(*(_run_space(server, http, browser, n) for n in range(SPACES)))
         listeners = [li for group, _ in runs for li in group]
-        await asyncio.sleep(HEAR_WITHIN_S + PLAY_WINDOW_S - 8.0)
-        deadline = time.monotonic() + 8.0
-        failures: dict[str, dict[str, Any]] = {}
+        # Every page has pressed Play: the slowest must hear the tone, then play a window.
+        deadline = time.monotonic() + HEAR_WITHIN_S + PLAY_WINDOW_S
+        verdicts: dict[str, str] = {}
         pending = {li.name: li for li in listeners}
         while pending and time.monotonic() < deadline:
+            await asyncio.sleep(1.0)
             for name, li in list(pending.items()):
-                report = await li.report()
-                why = verdict(report["samples"])
+                why = verdict(await li.samples())
                 if why is None:
                     del pending[name]
-                    failures.pop(name, None)
                 else:
-                    failures[name] = {"why": why, **report, "playlists": li.playlists}
-            await asyncio.sleep(0.5)
+                    verdicts[name] = why
+        failures = {
+            name: {"why": verdicts[name], **await li.report()} for name, li in pending.items()
+        }
         for _, pub in runs:
             await unpublish(http, server.base, pub)
     if failures:
