@@ -38,14 +38,15 @@ PRESENT_DB = -45.0
 SPACES = int(os.environ.get("MAJLIS_EARLY_JOIN_SPACES", "1"))
 PLAY_WINDOW_S = 10.0
 MIN_ADVANCE_S = 8.0
-# hls.js 1.7 can wait once, up to about a second and a half, when the space's first segment
-# completes under a page that joined inside it: it reloads the last part of that partly
-# buffered segment until the next segment is listed complete, then plays on. Anything
-# longer, or a page that stops for good, fails.
-MAX_SILENT_S = 2.0
-# On a loaded machine the ear misses the odd analyser window; a page that stalls does not
-# hear the tone for most of the window.
-MIN_HEARD_SHARE = 0.75
+# A page that joined inside the space's first segment waits once as that segment completes:
+# hls.js 1.7 reloads the last part of the partly buffered first segment until the live edge
+# is far enough on to load that segment whole (about a second; up to 2.6 s measured on a
+# loaded machine), then plays on. Pages that join later never do. Anything longer, or a page
+# that stops for good, fails.
+MAX_SILENT_S = 3.0
+# On a loaded machine the ear misses the odd analyser window, and the speaker's own WebRTC
+# audio has gaps; a page that stalls does not hear the tone for most of the window.
+MIN_HEARD_SHARE = 0.7
 # How long a page may take from Play to hearing the tone (a page that pressed Play before
 # anyone published waits for the space to go live first).
 HEAR_WITHIN_S = 12.0
