@@ -316,5 +316,5 @@ class Space:
             "hands": len(self.stage.hands),
             "listeners": len(self.listeners),
             "reactions": self.reactions.summary(self.clock.wall()),
-            "segments": self.edge.next_msn,
+            "segments": len(self.edge.segments),
         }
