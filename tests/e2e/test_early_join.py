@@ -232,13 +232,12 @@ async def _listener(browser: Browser, url: str, name: str) -> Listener:
     return listener
 
 
-async def _until_playlist(http: aiohttp.ClientSession, url: str) -> int:
-    """Until the space's playlist answers (it is live, parts or not): its first segment."""
+async def _until_playlist(http: aiohttp.ClientSession, url: str) -> None:
+    """Until the space's playlist answers: it is live (its init exists), parts or not."""
     while True:
         async with http.get(url) as resp:
             if resp.status == 200:
-                text = await resp.text()
-                return int(text.split("#EXT-X-MEDIA-SEQUENCE:")[1].split()[0])
+                return
         await asyncio.sleep(0.01)
 
 
@@ -274,11 +273,11 @@ async def _run_space(
     publishing = asyncio.create_task(
         publish(http, server.base, space["whip_url"], space["speaker_token"], ToneTrack(TONE))
     )
-    first = await _until_playlist(http, playlist)
+    await _until_playlist(http, playlist)
     await press_after(by_kind["live"], time.monotonic())
-    await _blocking(http, playlist, f"_HLS_msn={first}&_HLS_part=0")
+    await _blocking(http, playlist, "_HLS_msn=0&_HLS_part=0")
     parts = asyncio.create_task(press_after(by_kind["part"], time.monotonic()))
-    await _blocking(http, playlist, f"_HLS_msn={first}")
+    await _blocking(http, playlist, "_HLS_msn=0")
     await press_after(by_kind["segment"], time.monotonic())
     await parts
     return listeners, await publishing

@@ -16,13 +16,6 @@ from majlis.packaging.playlist import PartEntry, PlaylistView, SegmentEntry, ren
 ADVANCE_PART_LIMIT = 3
 # Segments whose parts stay in memory (older parts are cut from the segment on disk).
 PARTS_IN_MEMORY_SEGMENTS = 6
-# A space's first media sequence number. Not 0: hls.js 1.7 reads the sequence number of the
-# part it has just appended as `sn || -1`, so for segment 0 it takes the part for no part and
-# drops its own record of that segment as evicted; a player that joined inside segment 0
-# then reloads that segment's last part in a loop and stops at its end until the live edge
-# is far enough on to load the segment whole (1-4 s of silence for everyone who starts
-# listening in a space's first second).
-FIRST_MSN = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,10 +54,8 @@ class LiveEdge:
         part_duration: float,
         segment_parts: int,
         live_window: int,
-        first_msn: int = FIRST_MSN,
     ) -> None:
         self.part_duration = part_duration
-        self.first_msn = first_msn
         self.segment_parts = segment_parts
         self.live_window = live_window
         self.init: bytes | None = None
@@ -72,7 +63,7 @@ class LiveEdge:
         self.ended = False
         self._parts: dict[tuple[int, int], bytes] = {}
         self._part_entries: list[PartEntry] = []
-        self._next_msn = first_msn
+        self._next_msn = 0
         self._next_part = 0
         self._pending_start: float | None = None
         self._pending_discontinuity = False
@@ -92,7 +83,7 @@ class LiveEdge:
     def resume_after(self, segments: list[SegmentEntry]) -> None:
         """Continue numbering after recorded segments (restart), marking a discontinuity."""
         self.segments = list(segments)
-        self._next_msn = segments[-1].msn + 1 if segments else self.first_msn
+        self._next_msn = segments[-1].msn + 1 if segments else 0
         self._pending_discontinuity = bool(segments)
         self._notify()
 

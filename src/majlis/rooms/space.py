@@ -316,5 +316,5 @@ class Space:
             "hands": len(self.stage.hands),
             "listeners": len(self.listeners),
             "reactions": self.reactions.summary(self.clock.wall()),
-            "segments": len(self.edge.segments),
+            "segments": self.edge.next_msn,
         }

@@ -10,7 +10,6 @@ import pytest
 from majlis.errors import BadRequest, Unavailable
 from majlis.packaging.liveedge import (
     ADVANCE_PART_LIMIT,
-    FIRST_MSN,
     PARTS_IN_MEMORY_SEGMENTS,
     BlockingRequest,
     LiveEdge,
@@ -26,32 +25,9 @@ HOLD = 0.2
 
 
 def make_edge(live_window: int = 30) -> LiveEdge:
-    # Numbered from 0 here so that the tests below read plainly; a space starts at FIRST_MSN.
-    edge = LiveEdge(part_duration=PART, segment_parts=PARTS, live_window=live_window, first_msn=0)
+    edge = LiveEdge(part_duration=PART, segment_parts=PARTS, live_window=live_window)
     edge.set_init(b"init")
     return edge
-
-
-def test_a_space_numbers_its_first_segment_1_not_0() -> None:
-    # hls.js 1.7 takes a part of segment 0 for no part at all (`sn || -1`) and stalls at the
-    # end of that segment under listeners who joined inside it: no segment is ever 0.
-    edge = LiveEdge(part_duration=PART, segment_parts=PARTS, live_window=30)
-    edge.set_init(b"init")
-    assert FIRST_MSN == 1 and edge.next_msn == 1
-    assert "#EXT-X-MEDIA-SEQUENCE:1\n" in edge.playlist()
-    assert 'PRELOAD-HINT:TYPE=PART,URI="p/1.0.m4s"' in edge.playlist()
-    add_parts(edge, PARTS + 1)
-    playlist = edge.playlist()
-    assert "#EXT-X-MEDIA-SEQUENCE:1\n" in playlist and "s/1.m4s" in playlist
-    assert 'URI="p/2.0.m4s"' in playlist and "s/0.m4s" not in playlist
-
-
-def test_a_restart_with_nothing_recorded_starts_at_the_first_number_too() -> None:
-    edge = LiveEdge(part_duration=PART, segment_parts=PARTS, live_window=30)
-    edge.resume_after([])
-    assert edge.next_msn == FIRST_MSN
-    edge.resume_after([SegmentEntry(msn=4, duration=PART * PARTS, started_at=T0)])
-    assert edge.next_msn == 5
 
 
 def add_part(edge: LiveEdge) -> None:
