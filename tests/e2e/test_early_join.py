@@ -35,8 +35,10 @@ from tests.support.whip import Publisher, ToneTrack, publish, unpublish
 
 TONE = 1000.0
 PRESENT_DB = -45.0
-# Seven pages per space. The page that presses Play before the first publish failed every
-# time before the page resumed playback after attaching again; more spaces soak the rest.
+# Seven pages per space. The pages that press Play before the space is live failed every
+# run while the page did not resume playback after attaching again, and pages that start
+# inside the first segment waited at its end in most runs; more spaces soak the rest, but on
+# two busy cores fourteen pages no longer play in real time.
 SPACES = int(os.environ.get("MAJLIS_EARLY_JOIN_SPACES", "1"))
 PLAY_WINDOW_S = 10.0
 MIN_ADVANCE_S = 8.0
