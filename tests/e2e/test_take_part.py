@@ -103,10 +103,8 @@ async def test_host_invites_a_listener_who_is_heard_muted_and_replayed(
         await host.wait_for_selector("#console:not([hidden])", timeout=10_000)
         await host.get_by_role("button", name=t["join_stage"]).click()
 
-        # A listener hears the host. It joins once two segments exist: a page that starts
-        # playing within the first second of a space can stay stuck near 1.3 s (a known bug,
-        # not what this test is about).
-        await _until("two segments", lambda: _segments_at_least(state, 2), within=20)
+        # A listener hears the host, whenever in the space's first seconds the page opens and
+        # presses Play (tests/e2e/test_early_join.py covers those moments one by one).
         listener = await _open(hosts, f"{server.base}{listen_link}?lang={lang}")
         assert await listener.get_attribute("html", "dir") == ("rtl" if lang == "ar" else "ltr")
         await install_ear(listener)
@@ -191,10 +189,6 @@ async def _replay(http: aiohttp.ClientSession, live: str) -> Any:
         async with http.get(live + uri) as resp:
             media += await resp.read()
     return decode_mp4(media)
-
-
-async def _segments_at_least(state: Callable[[], Awaitable[Any]], count: int) -> bool:
-    return bool((await state())["segments"] >= count)
 
 
 async def _status_is(state: Callable[[], Awaitable[Any]], status: str) -> bool:

@@ -38,9 +38,10 @@
   const JOIN_SLACK_S = 0.1;
   // hls.js updates its latency figure on timeupdate; the first ones after the start are off.
   const JOIN_SETTLE_S = 0.3;
-  // Joining a space in its first second, playback can wait once more as the first segment
-  // completes (measured: ~0.8 s): a wait inside this window re-arms the jump. hls.js counts
-  // such a stall too and raises its own target, which the jump then respects.
+  // Playback can still wait once in its first seconds (a part late on a loaded machine; the
+  // 1-4 s wait at the end of a space's first segment is gone with the vendored hls.js fix,
+  // see the Makefile): a wait inside this window re-arms the jump. hls.js counts such a
+  // stall too and raises its own target, which the jump then respects.
   const JOIN_WINDOW_S = 5;
   let joined = false;
   let playingFrom = null;
@@ -101,6 +102,10 @@
 
   function attach() {
     const url = base + playlist;
+    // Attaching a new source runs the element's load algorithm, which pauses it without a
+    // pause event: a listener who pressed Play before the space went live (attach again
+    // below) would hear nothing, the player parked at its start position. Play on.
+    const resume = !player.paused;
     if (hls) { hls.destroy(); hls = null; }
     joined = false;
     playingFrom = null;
@@ -124,6 +129,7 @@
     } else if (player.canPlayType("application/vnd.apple.mpegurl")) {
       player.src = url; // Safari plays LL-HLS natively
     }
+    if (resume) player.play().catch(() => { /* needs a click: the Play button stays */ });
   }
 
   async function togglePlay() {
