@@ -143,18 +143,27 @@ def heard_share(samples: list[tuple[float, int]], since: float) -> float:
     return sum(recent) / max(1, len(recent))
 
 
-def _fail(edge: RunningNginx, how: str) -> None:
-    """Kill or hang the master and its workers, by their own PIDs (all started here)."""
+def _freeze(edge: RunningNginx) -> list[int]:
+    """Stop the master first, so that it cannot start a new worker (or cache manager) for
+    one that is stopped or killed next, then its children; returns them all."""
+    os.kill(edge.process.pid, signal.SIGSTOP)
     pids = edge.pids()
-    for pid in reversed(pids):  # workers first: a worker must not outlive its master here
-        os.kill(pid, signal.SIGSTOP if how == "hang" else signal.SIGKILL)
+    for pid in pids[1:]:
+        os.kill(pid, signal.SIGSTOP)
+    return pids
+
+
+def _fail(edge: RunningNginx, how: str) -> None:
+    """Kill or hang the master and its children, by their own PIDs (all started here)."""
+    pids = _freeze(edge)
+    if how != "hang":
+        for pid in reversed(pids):  # children first: none may outlive the master
+            os.kill(pid, signal.SIGKILL)
 
 
 async def _hiccup(page: Page, edge: RunningNginx) -> float:
     """Hang ``edge`` for HICCUP_S, then let it go on; returns when (page clock) it did."""
-    pids = edge.pids()
-    for pid in reversed(pids):
-        os.kill(pid, signal.SIGSTOP)
+    pids = _freeze(edge)
     try:
         await page.wait_for_timeout(HICCUP_S * 1000)
     finally:
@@ -166,9 +175,11 @@ async def _hiccup(page: Page, edge: RunningNginx) -> float:
 
 def _finish(edge: RunningNginx) -> None:
     """A hung edge cannot take SIGTERM: kill it for good before the fixture stops it."""
-    for pid in reversed(edge.pids()):
-        with suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    with suppress(ProcessLookupError):
+        pids = _freeze(edge)
+        for pid in reversed(pids):
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
     edge.process.wait(10)
 
 
