@@ -527,7 +527,8 @@ def _cap_got(r: dict[str, Any]) -> str:
 def _cap_rows(runs: list[dict[str, Any]]) -> list[list[str]]:
     return [
         [_cap_what(r), _num(r["listeners"]), _num(r["server_cores"], 3),
-         f"**{_num(r['listeners_per_core'])}**", _num(r["cores_per_1000"], 4),
+         _num(r["listeners_per_core"]), _num(r.get("projected_listeners_per_core")),
+         f"**{_num(r['listeners_per_core_used'])}**", _num(r["cores_per_1000_used"], 4),
          _num(r["requests_per_listener_s"], 2), _num(r["us_per_request"], 1),
          _num(r["kbps_per_listener"], 1), _cap_got(r),
          ", ".join(f"{k}: {v}" for k, v in r["errors"].items()) or "0",
@@ -560,7 +561,11 @@ def capacity(data: dict[str, Any]) -> list[str]:
         f"- Each figure is one {data['window_s']:.0f} s window, {data['settle_s']:.0f} s after "
         "the last listener of the stage connected. CPU is utime + stime from /proc of every "
         "process of the server (nginx master + worker, or icecast2), at both ends of the "
-        "window. **listeners per core** = listeners ÷ server cores.",
+        "window. *Measured* listeners per core = listeners ÷ server cores. *At the nominal "
+        "request rate* = 10⁶ ÷ (µs per request × 2 requests per part, or per segment for "
+        "standard listeners): what listeners that keep up would cost. **listeners per core** "
+        "is the lower of the two (a starved load generator asks for less than real players "
+        "would) and is what the ratios and targets use.",
         "- The edge (or Icecast) is pinned to CPU0; origin, speaker and Ogg feeder to CPU1; "
         f"the load generator ({data['load_processes']} Python processes, {loop} event loop, "
         "raw HTTP/1.1) is not pinned: it shares both cores. **load** = its cores; "
@@ -578,6 +583,8 @@ def capacity(data: dict[str, Any]) -> list[str]:
                 "server",
                 "listeners",
                 "server cores",
+                "listeners per core, measured",
+                "at the nominal request rate",
                 "listeners per core",
                 "cores /1000",
                 "req/s per listener",
