@@ -313,8 +313,13 @@ def majlis(
                     unit = _part_s(frames) * (1 if style == "ll" else SEGMENT_PARTS)
                     rows += [_row("majlis-edge", style, unit, w) for w in windows]
                     time.sleep(2)
+        # What every blocking reload and poll carries besides the audio.
+        playlist_bytes = len(_get(playlist)[1])
+        init_bytes = len(_get(server.base + base + "init.mp4")[1])
     for row in rows:
         row["part_ms"] = round(_part_s(frames) * 1000, 1)
+        row["playlist_bytes"] = playlist_bytes
+        row["init_bytes"] = init_bytes
     return rows
 
 

@@ -667,6 +667,17 @@ def capacity(data: dict[str, Any]) -> list[str]:
         "it costs in proportion to 1 / part duration; an Icecast listener costs one socket "
         "write per Ogg page, in proportion to 1 / page duration.",
     ]
+    first = next((r for r in runs if r["style"] == "ll"), None)
+    if first and first.get("playlist_bytes"):
+        out += [
+            "",
+            f"Bytes besides the audio: the live playlist was {first['playlist_bytes']:,} bytes "
+            f"at the end of the {first['part_ms']:.0f} ms run (every segment of the live "
+            "window, and the parts of the last few), and every blocking reload answer and "
+            "every standard poll carries one; that, the HTTP headers and the fMP4 boxes are "
+            "the difference between *kbit/s on the wire* and the "
+            f"{data['bitrate_bps'] // 1000} kbit/s audio.",
+        ]
     if notes := data.get("notes"):
         out += ["", *notes]
     return [*out, "", _measured(data) + f" The whole bench took {data['bench_seconds']} s."]
