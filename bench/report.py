@@ -558,8 +558,11 @@ def capacity(data: dict[str, Any]) -> list[str]:
         "as the edge's parts (the same delay at the listener) and with ffmpeg's default 1 s "
         "pages.",
         "",
-        f"- Each figure is one {data['window_s']:.0f} s window, {data['settle_s']:.0f} s after "
-        "the last listener of the stage connected. CPU is utime + stime from /proc of every "
+        f"- Each figure is one {data['window_s']:.0f} s window, {data['settle_s']:.0f} s "
+        f"({data.get('icecast_settle_s', data['settle_s']):.0f} s for Icecast, whose 5-deep "
+        "listen backlog makes late connections retry) after the last listener of the stage "
+        "was started; Icecast's figures are per listener connected in the window. CPU is "
+        "utime + stime from /proc of every "
         "process of the server (nginx master + worker, or icecast2), at both ends of the "
         "window. *Measured* listeners per core = listeners ÷ server cores. *At the nominal "
         "request rate* = 10⁶ ÷ (µs per request × 2 requests per part, or per segment for "
