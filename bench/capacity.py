@@ -20,7 +20,9 @@ both ends of each window, as is the load generators' and the whole machine's: th
 generator shares the two cores, and other work on the machine is reported as "other".
 Pinning (as the peers' scripts do): the edge (or Icecast) on CPU0; the origin, the speaker
 and the Ogg feeder on CPU1; the load processes unpinned, since at 5,000 LL-HLS listeners
-they need more than one core.
+they need more than one core. The load processes use uvloop when it can be imported (it
+costs them about half the CPU of plain asyncio); `CAPACITY_PYTHONPATH` adds a folder to
+their import path, e.g. one made with `pip install --target DIR uvloop`.
 """
 
 from __future__ import annotations
