@@ -628,7 +628,7 @@ def capacity(data: dict[str, Any]) -> list[str]:
                     _verdict(v["ll_per_core_met"]),
                     _verdict(v["ll_not_costlier_than_icecast_met"]),
                 ]
-                for n, v in verdicts.items()
+                for n, v in sorted(verdicts.items(), key=lambda kv: int(kv[0]))
             ],
         ),
         "",
