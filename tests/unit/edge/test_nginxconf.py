@@ -83,7 +83,9 @@ def test_edge_basics() -> None:
         "proxy_set_header Upgrade $http_upgrade;",
         "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
         "proxy_cache_use_stale error timeout updating http_502 http_504;",
-        "sendfile on;",
+        "pcre_jit on;",
+        "sendfile off;",
+        "tcp_nopush off;",
         "open_file_cache max=10000 inactive=30s;",
     ):
         assert line in config, line
