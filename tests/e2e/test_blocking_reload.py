@@ -304,3 +304,28 @@ async def test_a_stalled_live_edge_answers_503(tmp_path: Path) -> None:
             assert ended.text.rstrip().endswith("#EXT-X-ENDLIST")
             assert "PRELOAD-HINT" not in ended.text and "#EXT-X-PART:" not in ended.text
             assert _max_age(ended.headers) >= 60
+
+
+async def test_delta_update_leaves_out_what_the_player_already_has(live: Live) -> None:
+    """_HLS_skip=YES (hls.js asks for it once it has the full playlist): the oldest segments
+    become one EXT-X-SKIP line, the rest is the full playlist's, blocking included."""
+    await _wait_segments(live, 9)  # more than CAN-SKIP-UNTIL (6 s) plus a segment
+    edge = await live.just_after_segment()
+    full = await fetch(live.http, live.playlist, _HLS_msn=edge.last_segment)
+    delta = await fetch(live.http, live.playlist, _HLS_msn=edge.last_segment, _HLS_skip="YES")
+    assert full.status == delta.status == 200
+    skipped = re.search(r"#EXT-X-SKIP:SKIPPED-SEGMENTS=(\d+)\n", delta.text)
+    assert skipped is not None and "#EXT-X-SKIP" not in full.text, delta.text
+    assert "CAN-SKIP-UNTIL=6.0" in full.text
+    full_uris = _SEGMENT.findall(full.text)
+    delta_uris = _SEGMENT.findall(delta.text)
+    assert delta_uris == full_uris[int(skipped[1]) :]
+    assert len(delta.body) < len(full.body)
+    kept = sum(float(d) for d in re.findall(r"#EXTINF:([\d.]+),", delta.text))
+    assert kept >= 6.0, "the update covers the whole skip boundary"
+    # Same media sequence: the player places what is left after what it has.
+    sequence = re.compile(r"#EXT-X-MEDIA-SEQUENCE:(\d+)")
+    assert sequence.findall(delta.text) == sequence.findall(full.text)
+    # A blocking delta request is held like any other.
+    held = await fetch(live.http, live.playlist, _HLS_msn=edge.last_segment + 1, _HLS_skip="YES")
+    assert held.status == 200 and held.held > 0.3 and "#EXT-X-SKIP" in held.text

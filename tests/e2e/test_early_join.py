@@ -318,6 +318,18 @@ async def test_pages_joining_in_the_first_second_keep_playing(
                 failures[name] = {"why": why, **await by_name[name].report()}
         for _, pub in runs:
             await unpublish(http, server.base, pub)
+        # Once the live window holds more than CAN-SKIP-UNTIL, hls.js asks for delta updates
+        # and plays on with them (the pages above did).
+        deltas = [
+            body
+            for li in listeners
+            for _, request, body in li.playlists
+            if request.startswith("200 ") and "_HLS_skip=YES" in request
+        ]
+        print(f"{len(deltas)} delta playlist updates fetched by the pages")
+        assert any("#EXT-X-SKIP:SKIPPED-SEGMENTS=" in body for body in deltas), (
+            "hls.js never fetched a delta update"
+        )
     if failures:
         dump = Path(os.environ.get("MAJLIS_EARLY_JOIN_DUMP") or tmp_path) / "early-join.json"
         dump.write_text(json.dumps(failures, indent=1))

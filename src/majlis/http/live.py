@@ -132,7 +132,7 @@ async def media_playlist(request: web.Request) -> web.Response:
     else:
         cache = BLOCKING_CACHE if blocking is not None else LIVE_PLAYLIST_CACHE
     return web.Response(
-        body=space.edge.playlist_bytes(),
+        body=space.edge.playlist_bytes(skip="_HLS_skip" in request.query),
         content_type=PLAYLIST_TYPE,
         charset="utf-8",
         headers={**CORS, "Cache-Control": cache},

@@ -78,6 +78,7 @@ class LiveEdge:
         # The playlist as served, rendered once per change: every woken waiter sends the
         # same bytes.
         self._rendered: bytes | None = None
+        self._rendered_delta: bytes | None = None
 
     # -- writing (called by the pipeline consumer, in order) --------------------------------
 
@@ -144,7 +145,7 @@ class LiveEdge:
             del self._parts[key]
 
     def _notify(self) -> None:
-        self._rendered = None
+        self._rendered = self._rendered_delta = None
         for req in [r for r in self._waiters if self._satisfied(r)]:
             self._waiters.pop(req).set()
 
@@ -202,7 +203,12 @@ class LiveEdge:
     def playlist(self) -> str:
         return self.playlist_bytes().decode()
 
-    def playlist_bytes(self) -> bytes:
+    def playlist_bytes(self, skip: bool = False) -> bytes:
+        """`skip`: the delta update a player asks for with _HLS_skip=YES (or v2)."""
+        if skip:
+            if self._rendered_delta is None:
+                self._rendered_delta = render(self.view(), skip=True).encode()
+            return self._rendered_delta
         if self._rendered is None:
             self._rendered = render(self.view()).encode()
         return self._rendered

@@ -10,6 +10,8 @@ VERSION = 9
 # RFC 8216bis 4.4.3.8: PART-HOLD-BACK must be at least twice the part target; Apple asks
 # for three, which gives hls.js room for one late part without stalling.
 PART_HOLD_BACK_PARTS = 3
+# CAN-SKIP-UNTIL in target durations (RFC 8216bis 4.4.3.8: at least six).
+SKIP_TARGETS = 6
 # Parts stay listed for segments within this many target durations of the live edge.
 PART_LISTING_TARGETS = 3
 
@@ -82,16 +84,43 @@ def target_duration(view: PlaylistView) -> int:
     return max(1, math.floor(float(_extinf(max(longest, view.segment_target))) + 0.5))
 
 
-def render(view: PlaylistView, init_uri: str = "init.mp4") -> str:
+def skip_until(view: PlaylistView) -> float:
+    """CAN-SKIP-UNTIL: the spec's least, six target durations. A player that asks for a
+    delta update (_HLS_skip=YES, as hls.js does after its first load) gets the last 6 s of
+    segments instead of the whole live window: most of what a blocking reload weighs."""
+    return float(SKIP_TARGETS * target_duration(view))
+
+
+def skippable(view: PlaylistView) -> int:
+    """How many of the oldest listed segments a delta update leaves out: those that end at
+    least CAN-SKIP-UNTIL before the end of the last one (a segment partly inside the last
+    6 s stays, so the update always covers the whole skip boundary)."""
+    end = sum(s.duration for s in view.segments)
+    finished, count, limit = 0.0, 0, skip_until(view)
+    for seg in view.segments:
+        finished += seg.duration
+        if end - finished < limit - 1e-6:
+            break
+        count += 1
+    return count
+
+
+def render(view: PlaylistView, init_uri: str = "init.mp4", *, skip: bool = False) -> str:
+    """The media playlist; `skip` renders the delta update (RFC 8216bis 6.2.5.1), which
+    the ended playlist never is."""
     lines = ["#EXTM3U", f"#EXT-X-VERSION:{VERSION}"]
     lines.append(f"#EXT-X-TARGETDURATION:{target_duration(view)}")
     first_msn = view.segments[0].msn if view.segments else view.next_msn
+    skipped = skippable(view) if skip and not view.ended else 0
     if view.ended:
         lines.append("#EXT-X-PLAYLIST-TYPE:VOD")
     else:
         part_target = rounded_part_target(view.part_target)
         hold_back = round(part_target * PART_HOLD_BACK_PARTS, 3)
-        lines.append(f"#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={hold_back:.3f}")
+        lines.append(
+            f"#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL={skip_until(view):.1f},"
+            f"PART-HOLD-BACK={hold_back:.3f}"
+        )
         lines.append(f"#EXT-X-PART-INF:PART-TARGET={part_target:.3f}")
     lines.append(f"#EXT-X-MEDIA-SEQUENCE:{first_msn}")
     if view.discontinuity_sequence:
@@ -102,10 +131,15 @@ def render(view: PlaylistView, init_uri: str = "init.mp4") -> str:
     for part in view.parts:
         parts_by_msn.setdefault(part.msn, []).append(part)
     run = view.discontinuity_sequence
-    for seg in view.segments:
+    if skipped:
+        lines.append(f"#EXT-X-SKIP:SKIPPED-SEGMENTS={skipped}")
+    for number, seg in enumerate(view.segments):
+        if seg.discontinuity:
+            run += 1
+        if number < skipped:
+            continue
         if seg.discontinuity:
             lines.append("#EXT-X-DISCONTINUITY")
-            run += 1
         lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_pdt(seg.started_at)}")
         lines.extend(_part_lines(parts_by_msn.get(seg.msn, ()), run))
         lines.append(f"#EXTINF:{_extinf(seg.duration)},")

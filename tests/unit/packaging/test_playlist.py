@@ -84,17 +84,57 @@ def discontinuity_view() -> PlaylistView:
     )
 
 
+def long_view() -> PlaylistView:
+    """Twelve segments (12.8 s) with a restart in the fourth, two parts of the next."""
+    entries = [
+        SegmentEntry(s.msn, s.duration, s.started_at, discontinuity=s.msn == 33)
+        for s in segments(30, 12)
+    ]
+    listed = [p for msn in (39, 40, 41) for p in parts(msn, 5)] + parts(42, 2)
+    return PlaylistView(
+        segments=tuple(entries),
+        parts=tuple(listed),
+        part_target=PART,
+        segment_target=SEGMENT,
+        ended=False,
+        next_msn=42,
+        next_part=2,
+        discontinuity_sequence=1,
+    )
+
+
 GOLDEN = {
-    "live.m3u8": live_view,
-    "ended.m3u8": ended_view,
-    "discontinuity.m3u8": discontinuity_view,
+    "live.m3u8": (live_view, False),
+    "ended.m3u8": (ended_view, False),
+    "discontinuity.m3u8": (discontinuity_view, False),
+    # The delta update of long_view: the segments that start more than 6 s before the end.
+    "delta.m3u8": (long_view, True),
 }
 
 
 @pytest.mark.parametrize("name", sorted(GOLDEN))
 def test_render_matches_golden(name: str) -> None:
     expected = (DATA / name).read_text(encoding="utf-8")
-    assert render(GOLDEN[name]()) == expected
+    view, skip = GOLDEN[name]
+    assert render(view(), skip=skip) == expected
+
+
+def test_a_delta_update_keeps_the_end_and_the_numbering() -> None:
+    full = m3u8.loads(render(long_view()))
+    delta_text = render(long_view(), skip=True)
+    # 12 segments of 1.0667 s: the first six start more than 6 s before the end.
+    assert "#EXT-X-SKIP:SKIPPED-SEGMENTS=6\n" in delta_text
+    assert "CAN-SKIP-UNTIL=6.0" in delta_text
+    delta = m3u8.loads(delta_text)
+    assert delta.media_sequence == full.media_sequence == 30
+    assert delta.discontinuity_sequence == full.discontinuity_sequence
+    kept = [s.uri for s in delta.segments if s.uri]
+    assert kept == [s.uri for s in full.segments if s.uri][6:]
+    # The discontinuity was among the skipped segments: the parts after it keep their run.
+    assert 'URI="p/2/42.0.m4s"' in delta_text and 'URI="p/2/42.0.m4s"' in render(long_view())
+    # Short live playlists and the replay are never cut.
+    assert "#EXT-X-SKIP" not in render(live_view(), skip=True)
+    assert "#EXT-X-SKIP" not in render(ended_view(), skip=True)
 
 
 def test_live_playlist_parses_with_parts_preload_hint_and_server_control() -> None:
