@@ -4,8 +4,8 @@ Run as ``python -m bench.capacity_load CONFIG.json RESULT.json``. Styles:
 
 - ``ll``: an LL-HLS player as hls.js runs one in low-latency mode: the live playlist once,
   init once, then forever a blocking playlist reload for the part after the last one it has
-  (``_HLS_msn``/``_HLS_part``) and a GET of every part that reload lists, once, on one
-  keep-alive HTTP/1.1 connection;
+  (``_HLS_msn``/``_HLS_part``, and ``_HLS_skip=YES`` when the playlist offers delta updates)
+  and a GET of every part that reload lists, once, on one keep-alive HTTP/1.1 connection;
 - ``std``: a standard-latency HLS player: the playlist every target duration (random phase),
   init once, start three segments from the live end, then every new full segment once;
 - ``icecast``: one streaming GET per listener, counting bytes and the longest silence.
@@ -130,8 +130,10 @@ async def ll_listener(plan: Plan) -> None:
         await client.fetch(plan.base + "init.mp4", "init")
         listed, hint = parse_playlist(body, (-1, -1))
         last: Pos = listed[-1] if listed else (-1, -1)
+        # hls.js asks for delta updates once it has the whole playlist, when they are offered.
+        skip = "&_HLS_skip=YES" if b"CAN-SKIP-UNTIL=" in body else ""
         while hint is not None and not plan.stop[0]:
-            reload = f"{plan.base}audio.m3u8?_HLS_msn={hint[0]}&_HLS_part={hint[1]}"
+            reload = f"{plan.base}audio.m3u8?_HLS_msn={hint[0]}&_HLS_part={hint[1]}{skip}"
             status, body, _ = await client.fetch(reload, "reload")
             if status != 200:
                 await asyncio.sleep(0.2)
