@@ -1,5 +1,6 @@
-"""The WHIP contract (RFC 9725) as publishers see it: preflight, offer/answer, PATCH, DELETE,
-and an OBS-like offer with a video section that must be declined without harm."""
+"""The WHIP contract (RFC 9725) as publishers see it: preflight, offer/answer, the session's
+state (GET), PATCH, DELETE, and an OBS-like offer with a video section that must be declined
+without harm."""
 
 from __future__ import annotations
 
@@ -161,12 +162,34 @@ async def test_offer_answer_patch_delete(
             assert "patch" not in allow and {"post", "delete"} <= allow, allow
         assert answer.pc.connectionState == "connected", "a refused PATCH leaves the call alone"
 
+        # The publisher can ask whether its session is still there (and hearing it).
+        deadline = time.monotonic() + 5
+        while True:
+            async with http.get(session_url, headers=auth) as resp:
+                assert resp.status == 200, await resp.text()
+                assert resp.headers["Cache-Control"] == "no-store"
+                assert resp.headers["Access-Control-Allow-Origin"] == "*"
+                state = await resp.json()
+            assert state["connection"] == "connected", state
+            since = state["seconds_since_audio"]
+            if since is not None and since < 1.0:
+                break
+            assert time.monotonic() < deadline, state
+            await asyncio.sleep(0.1)
+        async with http.get(session_url) as resp:
+            assert resp.status == 401, "only the stage may look"
+        async with http.get(session_url + "x", headers=auth) as resp:
+            assert resp.status == 404
+
         async with http.delete(session_url, headers=auth) as resp:
             assert resp.status == 200
             assert resp.headers["Access-Control-Allow-Origin"] == "*"
         assert await _stage(http, server, space) == [], "DELETE takes the speaker off at once"
         async with http.delete(session_url, headers=auth) as resp:
             assert resp.status == 404, "a session is deleted once"
+        async with http.get(session_url, headers=auth) as resp:
+            assert resp.status == 404, "a deleted session is gone"
+            assert "no such WHIP session" in (await resp.json())["detail"]
     finally:
         await answer.pc.close()
 

@@ -18,7 +18,7 @@ routes = web.RouteTableDef()
 
 MAX_NAME_CHARS = 60
 CORS = {
-    "Access-Control-Allow-Methods": "POST, PATCH, DELETE, OPTIONS",
+    "Access-Control-Allow-Methods": "GET, POST, PATCH, DELETE, OPTIONS",
     "Access-Control-Allow-Headers": "Authorization, Content-Type, If-Match",
     "Access-Control-Expose-Headers": "Location, Link, ETag, Accept-Patch, Retry-After",
     "Access-Control-Max-Age": "86400",
@@ -71,6 +71,24 @@ async def session_preflight(request: web.Request) -> web.Response:
     return web.Response(status=204, headers=CORS)
 
 
+@routes.get("/whip/{space_id}/{session_id}")
+async def session_state(request: web.Request) -> web.Response:
+    # A publisher learns at once that its session is gone (dropped, removed, or lost with a
+    # node that died and whose space another node took over): its own ICE checks can take
+    # most of ten seconds to say so.
+    app = _app(request)
+    space = app.spaces.get(request.match_info["space_id"])
+    _publisher(app, request, space)
+    speaker = space.speakers.get(request.match_info["session_id"])
+    if speaker is None:
+        raise NotFound("no such WHIP session in this space")
+    publisher = speaker.publisher
+    heard = publisher.last_audio_at
+    since = None if heard is None else round(publisher.clock.monotonic() - heard, 3)
+    body = {"connection": publisher.pc.connectionState, "seconds_since_audio": since}
+    return web.json_response(body, headers={**CORS, "Cache-Control": "no-store"})
+
+
 @routes.patch("/whip/{space_id}/{session_id}")
 async def trickle(request: web.Request) -> web.Response:
     # The answer already carries every server candidate and aiortc cannot add remote ones
@@ -81,7 +99,7 @@ async def trickle(request: web.Request) -> web.Response:
         raise NotFound("no such WHIP session in this space")
     raise web.HTTPMethodNotAllowed(
         "PATCH",
-        ["POST", "DELETE", "OPTIONS"],
+        ["GET", "POST", "DELETE", "OPTIONS"],
         reason="trickle ICE and ICE restarts are not supported",
     )
 

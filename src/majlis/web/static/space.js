@@ -21,14 +21,24 @@
   // latency-controller), which three-part holds never reach: joining at the target is
   // joinAtTarget's job below. After a stall hls.js adds liveSyncOnStallIncrease (1 s, its
   // default) to the target: one stall buys a second of safety, then it plays on.
+  // Loads are tried six times on errors and on timeouts, so a listener rides out a server
+  // restart or a space moving between nodes; the times are hls.js 1.7's defaults.
+  const patient = (firstByteMs, loadMs) => ({
+    default: {
+      maxTimeToFirstByteMs: firstByteMs,
+      maxLoadTimeMs: loadMs,
+      timeoutRetry: { maxNumRetry: 6, retryDelayMs: 0, maxRetryDelayMs: 0 },
+      errorRetry: { maxNumRetry: 6, retryDelayMs: 1000, maxRetryDelayMs: 8000 },
+    },
+  });
   const HLS_CONFIG = {
     lowLatencyMode: true,
     maxLiveSyncPlaybackRate: 1.1,
     backBufferLength: 30,
     liveDurationInfinity: true,
-    manifestLoadingMaxRetry: 6,
-    levelLoadingMaxRetry: 6,
-    fragLoadingMaxRetry: 6,
+    manifestLoadPolicy: patient(Infinity, 20000),
+    playlistLoadPolicy: patient(10000, 20000),
+    fragLoadPolicy: patient(10000, 120000),
   };
   // hls.js starts at the target as it was when the first playlist arrived, from the start of
   // the part holding that point, and the edge moves on while the first parts load: measured
@@ -523,6 +533,7 @@
         sessionUrl = r.headers.get("Location");
         await pc.setRemoteDescription({ type: "answer", sdp: await r.text() });
         pc.addEventListener("connectionstatechange", () => onConnection(peer));
+        watchSession(peer, sessionUrl);
         return true;
       }
       peer.close();
@@ -553,8 +564,31 @@
       healTimer = setTimeout(() => republish(peer), state === "failed" ? 0 : 1500);
     }
   }
-  async function republish(peer) {
-    if (peer !== pc || !stream || peer.connectionState === "connected") return;
+  // The server's word is faster than ICE's: when the node that ran this session dies and
+  // another takes the space over, the session is unknown there (404) within a few seconds,
+  // while the browser's own checks take most of ten to call the path dead.
+  const SESSION_CHECK_MS = 2000;
+  function watchSession(peer, url) {
+    const check = async () => {
+      if (peer !== pc || !stream) return;
+      let gone = false;
+      try {
+        const r = await fetch(url, { headers: { Authorization: `Bearer ${token}` } });
+        gone = r.status === 404;
+      } catch (e) { /* no answer: the next check, or ICE, decides */ }
+      if (peer !== pc || !stream) return;
+      if (gone) {
+        speakerStatus(T.reconnecting);
+        clearTimeout(healTimer);
+        republish(peer, true);
+      } else {
+        setTimeout(check, SESSION_CHECK_MS);
+      }
+    };
+    setTimeout(check, SESSION_CHECK_MS);
+  }
+  async function republish(peer, gone = false) {
+    if (peer !== pc || !stream || (!gone && peer.connectionState === "connected")) return;
     pc = null;
     sessionUrl = null;
     peer.close();
