@@ -53,6 +53,11 @@ async def test_pages_carry_on_when_the_node_running_the_space_dies(tmp_path: Pat
             await speaker.click("#join")
             await _until_status(speaker, en["you_are_live"], within=15)
             listener = await _open(browser, page_url)
+            refused: list[str] = []
+            listener.on(
+                "response",
+                lambda r: refused.append(r.url) if r.status in (404, 410) else None,
+            )
             await install_ear(listener)
             await listener.click("#play")
             await listen_for(listener, TONE, within=15)
@@ -77,4 +82,6 @@ async def test_pages_carry_on_when_the_node_running_the_space_dies(tmp_path: Pat
                 f"{heard.current_time:.1f} -> {later.current_time:.1f} s"
             )
             assert later.current_time - heard.current_time > 3.0, (heard, later)
+            # While the space moved it was unavailable for a moment (503), never missing.
+            assert not refused, refused
             assert later.hears(TONE, 20.0, -40.0), later

@@ -30,6 +30,12 @@ def owner(space_id: str) -> str:
     return f"{PREFIX}owner:{space_id}"
 
 
+def epoch(space_id: str) -> str:
+    """How many times the space was taken over: a node writes the space's copy only while the
+    epoch is the one it claimed the space under (a fencing token)."""
+    return f"{PREFIX}epoch:{space_id}"
+
+
 def init(space_id: str) -> str:
     return f"{PREFIX}rec:{space_id}:init"
 

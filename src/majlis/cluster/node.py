@@ -58,7 +58,7 @@ class Cluster:
         self.registry = registry
         self.node = node
         self.url = ""
-        self.replicator = Replicator(link, registry.db)
+        self.replicator = Replicator(link, registry.db, node)
         self.owned: set[str] = set()
         self._orphans: dict[str, int] = {}
         self._owners: dict[str, tuple[Remote | None, float]] = {}
@@ -78,8 +78,9 @@ class Cluster:
         self.registry.sink = self.replicator
         self.registry.db.changed = self.replicator.space_changed
         mine = [s.id for s in self.registry.all() if s.status != Status.ENDED]
-        lost = await self.link.call(lambda r: leases.claim(r, self.node, mine))
-        for space_id in lost:
+        held = await self.link.call(lambda r: leases.claim_epochs(r, self.node, mine))
+        self.replicator.epochs.update(held)
+        for space_id in sorted(set(mine) - set(held)):
             log.warning("space %s is run by another node now; not serving it here", space_id)
             await self.registry.evict(space_id)
         for space in self.registry.all():
@@ -130,11 +131,15 @@ class Cluster:
         if done and self.replicator.pending == 0:
             await self.link.call(lambda r: leases.release(r, self.node, done))
             self.owned.difference_update(done)
-        renew = sorted(self.owned - set(done))
-        lost = await self.link.call(lambda r: leases.claim(r, self.node, renew))
+            for space_id in done:
+                self.replicator.epochs.pop(space_id, None)
+        epochs = self.replicator.epochs
+        renew = {s: epochs.get(s, 0) for s in self.owned - set(done)}
+        lost = await self.link.call(lambda r: leases.renew(r, self.node, renew))
         for space_id in lost:
             # Another node took it while this one could not renew (Redis was away from here
             # but not from there): two pipelines must not run, and theirs is the one in use.
+            # Its epoch stays behind, so what this node still has queued is never written.
             log.warning("lost the lease of space %s; stopping its pipeline here", space_id)
             self.owned.discard(space_id)
             self.evicted += 1
@@ -147,7 +152,8 @@ class Cluster:
     async def created(self, space_id: str) -> None:
         """A space made here is owned here from its first moment, and known to the others
         before the client hears of it."""
-        await self.link.call(lambda r: leases.claim(r, self.node, [space_id]))
+        held = await self.link.call(lambda r: leases.claim_epochs(r, self.node, [space_id]))
+        self.replicator.epochs[space_id] = held.get(space_id, 0)
         self.owned.add(space_id)
         self.replicator.space_changed(space_id)
         await self.replicator.flush()
@@ -225,13 +231,16 @@ class Cluster:
         async with lock:
             if space_id in self.owned:
                 return True
-            lost = await self.link.call(lambda r: leases.claim(r, self.node, [space_id]))
-            if lost:
+            held = await self.link.call(
+                lambda r: leases.claim_epochs(r, self.node, [space_id], takeover=True)
+            )
+            if space_id not in held:
                 return False
             bundle = await fetch(self.link, space_id)
             if bundle is None or bundle.snapshot.row.status == Status.ENDED:
                 await self.link.call(lambda r: leases.release(r, self.node, [space_id]))
                 return False
+            self.replicator.epochs[space_id] = held[space_id]
             await self._rebuild(bundle)
             self.owned.add(space_id)
             self._orphans.pop(space_id, None)
@@ -296,6 +305,14 @@ class Cluster:
         owner, url, known = await self.link.call(read)
         if owner is not None:
             if owner.decode() == self.node:
+                # This node took the lease and is still rebuilding the space (writing its
+                # recording to disk): answer once it can, never a 404 meanwhile.
+                adopting = self._adopting.get(space_id)
+                if adopting is not None and adopting.locked() and space_id not in self.owned:
+                    async with adopting:
+                        pass
+                    if space_id not in self.owned:
+                        raise Unavailable("this space is moving to another node", 1)
                 return None
             if url is None:
                 raise Unavailable("the node that runs this space is not answering", 1)

@@ -134,6 +134,41 @@ async def load_snapshots(link: RedisLink, limit: int = 500) -> list[Snapshot]:
     return [Snapshot.decode(raw) for raw in await link.call(op) if raw is not None]
 
 
+# Every write of a space's copy is fenced (leases.py): it happens only if no other node holds
+# the space's lease and, when the writer claimed the space under an epoch, that epoch is still
+# the space's. KEYS[1] owner, KEYS[2] epoch; ARGV[1] this node ('' = not fenced), ARGV[2] the
+# epoch ('' = none claimed: a copy of an ended space made for its replay).
+_GUARD = """
+if ARGV[1] ~= '' then
+  local owner = redis.call('GET', KEYS[1])
+  if owner ~= false and owner ~= ARGV[1] then
+    return 0
+  end
+  if ARGV[2] ~= '' and tonumber(redis.call('GET', KEYS[2]) or '0') ~= tonumber(ARGV[2]) then
+    return 0
+  end
+end
+"""
+PUT_VALUE = _GUARD + "redis.call('SET', KEYS[3], ARGV[3])\nreturn 1\n"
+PUT_SEGMENT = (
+    _GUARD + "redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])\n"
+    "redis.call('RPUSH', KEYS[4], ARGV[5])\nreturn 1\n"
+)
+PUT_SNAPSHOT = (
+    _GUARD
+    + """
+redis.call('SET', KEYS[3], ARGV[3])
+redis.call('ZADD', KEYS[4], ARGV[4], ARGV[5])
+if ARGV[6] == 'ended' then
+  redis.call('SREM', KEYS[5], ARGV[5])
+else
+  redis.call('SADD', KEYS[5], ARGV[5])
+end
+return 1
+"""
+)
+
+
 @dataclass(slots=True)
 class _Push:
     key: str
@@ -141,6 +176,8 @@ class _Push:
     payload: bytes
     entry: SegmentEntry | None = None
     done: asyncio.Future[None] | None = None
+    # The epoch the space was held under when this was made, not when Redis takes it.
+    epoch: int | None = None
     size: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -148,17 +185,26 @@ class _Push:
 
 
 class Replicator:
-    """Pushes this node's changes to Redis in order, retrying while Redis is away."""
+    """Pushes this node's changes to Redis in order, retrying while Redis is away.
 
-    def __init__(self, link: RedisLink, db: Database) -> None:
+    With a ``node`` id the pushes are fenced: ``epochs`` holds the epoch under which this node
+    claimed each space it runs, and a push made under an older epoch than Redis's (another
+    node took the space over meanwhile) is dropped and counted in ``fenced``.
+    """
+
+    def __init__(self, link: RedisLink, db: Database, node: str = "") -> None:
         self.link = link
         self.db = db
+        self.node = node
+        self.epochs: dict[str, int] = {}
         self._dirty: set[str] = set()
         self._pushes: deque[_Push] = deque()
         self._backlog = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.dropped = 0
+        self.fenced = 0
+        self._fenced_spaces: set[str] = set()
 
     @property
     def pending(self) -> int:
@@ -182,14 +228,15 @@ class Replicator:
         self._wake.set()
 
     def init(self, space_id: str, data: bytes) -> None:
-        self._queue(_Push(keys.init(space_id), space_id, data))
+        self._queue(_Push(keys.init(space_id), space_id, data, epoch=self.epochs.get(space_id)))
 
     def sealed(self, space_id: str, data: bytes) -> None:
-        self._queue(_Push(keys.sealed(space_id), space_id, data))
+        self._queue(_Push(keys.sealed(space_id), space_id, data, epoch=self.epochs.get(space_id)))
 
     async def segment(self, space_id: str, entry: SegmentEntry, data: bytes) -> None:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue(_Push(keys.segments(space_id), space_id, data, entry, done))
+        epoch = self.epochs.get(space_id)
+        self._queue(_Push(keys.segments(space_id), space_id, data, entry, done, epoch))
         if not self.link.up:
             return
         try:
@@ -231,15 +278,29 @@ class Replicator:
             space_id = next(iter(self._dirty))
             snapshot = await self._snapshot(space_id)
             if snapshot is not None:
-                await self.link.call(partial(_put_snapshot, snapshot=snapshot))
+                fence = self._fence(space_id, self.epochs.get(space_id))
+                put = partial(_put_snapshot, snapshot=snapshot, fence=fence)
+                self._count(space_id, "its record", await self.link.call(put))
             self._dirty.discard(space_id)
         while self._pushes:
             push = self._pushes[0]
-            await self.link.call(partial(_put, push=push))
+            put = partial(_put, push=push, fence=self._fence(push.space_id, push.epoch))
+            self._count(push.space_id, push.key, await self.link.call(put))
             self._pushes.popleft()
             self._backlog -= push.size
             if push.done is not None and not push.done.done():
                 push.done.set_result(None)
+
+    def _fence(self, space_id: str, epoch: int | None) -> list[str]:
+        return [keys.owner(space_id), keys.epoch(space_id), self.node, _or_empty(epoch)]
+
+    def _count(self, space_id: str, what: str, written: int) -> None:
+        if written:
+            return
+        self.fenced += 1
+        if space_id not in self._fenced_spaces:  # once per space: every queued push follows
+            self._fenced_spaces.add(space_id)
+            log.warning("not writing %s of space %s: another node took it over", what, space_id)
 
     async def _snapshot(self, space_id: str) -> Snapshot | None:
         row = await self.db.space(space_id)
@@ -248,23 +309,27 @@ class Replicator:
         return Snapshot(row, await self.db.stage(space_id), await self.db.consents(space_id))
 
 
-async def _put_snapshot(r: Redis, snapshot: Snapshot) -> None:
+def _or_empty(epoch: int | None) -> str:
+    return "" if epoch is None else str(epoch)
+
+
+async def _put_snapshot(r: Redis, snapshot: Snapshot, fence: list[str]) -> int:
     row = snapshot.row
-    async with r.pipeline(transaction=True) as p:
-        p.set(keys.space(row.id), snapshot.encode())
-        p.zadd(keys.SPACES, {row.id: row.created_at})
-        if row.status == "ended":
-            p.srem(keys.ACTIVE, row.id)
-        else:
-            p.sadd(keys.ACTIVE, row.id)
-        await p.execute()
+    owner, epoch, node, claimed = fence
+    written = await r.eval(
+        PUT_SNAPSHOT, 5, owner, epoch, keys.space(row.id), keys.SPACES, keys.ACTIVE,
+        node, claimed, snapshot.encode(), repr(row.created_at), row.id, row.status,
+    )  # fmt: skip
+    return int(written)
 
 
-async def _put(r: Redis, push: _Push) -> None:
+async def _put(r: Redis, push: _Push, fence: list[str]) -> int:
+    owner, epoch, node, claimed = fence
     if push.entry is None:
-        await r.set(push.key, push.payload)
-        return
-    async with r.pipeline(transaction=True) as p:
-        p.hset(push.key, str(push.entry.msn), push.payload)
-        p.rpush(keys.index(push.space_id), encode_entry(push.entry))
-        await p.execute()
+        written = await r.eval(PUT_VALUE, 3, owner, epoch, push.key, node, claimed, push.payload)
+    else:
+        written = await r.eval(
+            PUT_SEGMENT, 4, owner, epoch, push.key, keys.index(push.space_id),
+            node, claimed, str(push.entry.msn), push.payload, encode_entry(push.entry),
+        )  # fmt: skip
+    return int(written)

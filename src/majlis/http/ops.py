@@ -98,6 +98,10 @@ async def _cluster_metrics(app: App) -> str:
         "# HELP majlis_cluster_evicted_total Spaces given up after another node took them.",
         "# TYPE majlis_cluster_evicted_total counter",
         f"majlis_cluster_evicted_total {cluster.evicted}",
+        "# HELP majlis_cluster_pushes_fenced_total Changes not written to Redis because"
+        " another node had taken their space over.",
+        "# TYPE majlis_cluster_pushes_fenced_total counter",
+        f"majlis_cluster_pushes_fenced_total {cluster.replicator.fenced}",
         "# HELP majlis_cluster_replication_pending Changes not yet pushed to Redis.",
         "# TYPE majlis_cluster_replication_pending gauge",
         f"majlis_cluster_replication_pending {cluster.replicator.pending}",

@@ -24,3 +24,23 @@ async def test_a_lease_not_renewed_expires(link: RedisLink) -> None:
     await link.call(lambda r: r.pexpire(keys.owner("s1"), 50))
     await asyncio.sleep(0.1)
     assert await link.call(lambda r: leases.claim(r, "n-b", ["s1"])) == []
+
+
+async def test_a_takeover_starts_an_epoch_the_old_owner_cannot_renew_under(
+    link: RedisLink,
+) -> None:
+    assert await link.call(lambda r: leases.claim_epochs(r, "n-a", ["s1"])) == {"s1": 0}
+    assert await link.call(lambda r: leases.renew(r, "n-a", {"s1": 0})) == []
+    # A is cut off from Redis; its lease runs out and B takes the space over.
+    await link.call(lambda r: r.pexpire(keys.owner("s1"), 1))
+    await asyncio.sleep(0.05)
+    taken = await link.call(lambda r: leases.claim_epochs(r, "n-b", ["s1"], takeover=True))
+    assert taken == {"s1": 1}
+    assert await link.call(lambda r: leases.claim_epochs(r, "n-a", ["s1"])) == {}
+    assert await link.call(lambda r: leases.renew(r, "n-a", {"s1": 0})) == ["s1"]
+    # Even once B has let go, A's renewal under the old epoch is refused: A must stop.
+    await link.call(lambda r: leases.release(r, "n-b", ["s1"]))
+    assert await link.call(lambda r: leases.renew(r, "n-a", {"s1": 0})) == ["s1"]
+    assert await link.call(lambda r: r.get(keys.owner("s1"))) is None
+    # A node restarting on its own spaces (no takeover) keeps the epoch.
+    assert await link.call(lambda r: leases.claim_epochs(r, "n-b", ["s1"])) == {"s1": 1}

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 
-from majlis.cluster import keys
+from majlis.cluster import keys, leases
 from majlis.cluster.link import RedisLink
 from majlis.cluster.replica import Replicator, Snapshot, encode_entry, fetch, load_snapshots
 from majlis.packaging.playlist import SegmentEntry
@@ -93,3 +94,48 @@ async def test_pushes_wait_out_an_outage(
     assert await link.call(lambda r: r.hget(keys.segments("sp3"), "0")) == b"during"
     await replicator.stop()
     await db.close()
+
+
+async def test_a_node_that_lost_its_space_cannot_overwrite_the_new_owners_copy(
+    link: RedisLink, tmp_path: Path
+) -> None:
+    """Split view: A stops reaching Redis while B still does. B takes the space over and
+    records on; when A reaches Redis again, what A queued meanwhile must not replace B's."""
+    space = "sp4"
+    a_db, b_db = Database(tmp_path / "a.sqlite3"), Database(tmp_path / "b.sqlite3")
+    await a_db.open()
+    await b_db.open()
+    await a_db.insert_space(replace(ROW, id=space))
+    a, b = Replicator(link, a_db, "n-a"), Replicator(link, b_db, "n-b")
+    a.epochs.update(await link.call(lambda r: leases.claim_epochs(r, "n-a", [space])))
+    await a.segment(space, SegmentEntry(0, 1.0, 1.0), b"a0")
+    await a.flush()
+
+    # A is cut off: its next segment and a change of its record wait in its queue.
+    a.space_changed(space)
+    await a.segment(space, SegmentEntry(1, 1.0, 2.0), b"a1 (after A lost the space)")
+    await link.call(lambda r: r.delete(keys.owner(space)))  # A's lease ran out
+    b.epochs.update(
+        await link.call(lambda r: leases.claim_epochs(r, "n-b", [space], takeover=True))
+    )
+    await b_db.insert_space(replace(ROW, id=space, title="B's"))
+    b.space_changed(space)
+    await b.segment(space, SegmentEntry(1, 1.0, 2.5, discontinuity=True), b"b1")
+    await b.flush()
+
+    await a.flush()  # A reaches Redis again
+    assert a.fenced == 2 and a.pending == 0, "A's record and segment were refused, not kept"
+    bundle = await fetch(link, space)
+    assert bundle is not None
+    assert bundle.snapshot.row.title == "B's"
+    assert [(e.msn, e.discontinuity) for e in bundle.entries] == [(0, False), (1, True)]
+    assert bundle.segments == {0: b"a0", 1: b"b1"}
+
+    # B ends the space and lets go of it: A's old epoch still cannot write.
+    await link.call(lambda r: leases.release(r, "n-b", [space]))
+    await a.segment(space, SegmentEntry(2, 1.0, 3.0), b"a2")
+    await a.flush()
+    assert a.fenced == 3
+    assert 2 not in (await fetch(link, space) or bundle).segments
+    await a_db.close()
+    await b_db.close()

@@ -124,16 +124,18 @@
       // Which edge this listener is on, for whoever looks at the page (and the tests).
       if (steered) {
         hls.on(Hls.Events.LEVEL_LOADED, (_, data) => { player.dataset.pathway = data.levelInfo.pathwayId; });
-        // Once every pathway has failed within hls.js's penalty time (5 minutes), the next
-        // failure has nowhere to go and hls.js stops loading for good. Start again a second
-        // later, from where playback is: whichever edge answers again carries the listener.
-        const mine = hls;
-        hls.on(Hls.Events.ERROR, (_, data) => {
-          if (data.fatal && data.type === Hls.ErrorTypes.NETWORK_ERROR) {
-            setTimeout(() => { if (hls === mine) mine.startLoad(); }, RESTART_MS);
-          }
-        });
       }
+      // A fatal network error stops hls.js for good: with pathways, once every one failed
+      // within its penalty time (5 minutes); without, once a request used up its retries
+      // (an origin restarting, a space moving between nodes). Start again a second later,
+      // from where playback is: whichever server or edge answers again carries the listener.
+      // A stuck page asks no more often than it already asks for the room state.
+      const mine = hls;
+      hls.on(Hls.Events.ERROR, (_, data) => {
+        if (data.fatal && data.type === Hls.ErrorTypes.NETWORK_ERROR) {
+          setTimeout(() => { if (hls === mine) mine.startLoad(); }, RESTART_MS);
+        }
+      });
       hls.loadSource(url);
       hls.attachMedia(player);
     } else if (player.canPlayType("application/vnd.apple.mpegurl")) {
