@@ -273,6 +273,18 @@ async def test_live_space_plays_on_while_redis_is_away(tmp_path: Path) -> None:
             key = await (await http.get(a.base + "/.well-known/majlis-signing-key")).json()
             replay_url = b.base + space["playlist_url"]
 
+            # A clip names its space: the first node asked for one serves it, copying the
+            # replay from Redis if it has none (B has not served this space's replay yet).
+            clip_url = f"{b.base}/clips/{space['id']}.0-1"
+
+            async def clip_here() -> bool:
+                async with http.get(clip_url + "/audio.m3u8") as resp:
+                    return resp.status == 200
+
+            await _until(clip_here, 10)
+            code, out = await asyncio.to_thread(_verify, clip_url, key["public_key"])
+            assert code == 0 and "exact excerpt" in out, out
+
             async def replay_here() -> bool:
                 async with http.get(replay_url) as resp:
                     return resp.status == 200 and "X-Majlis-Node" not in resp.headers

@@ -12,8 +12,11 @@ from majlis.cluster.proxy import OwnerGone, forward, forward_websocket
 from majlis.guard.middleware import LIMITS
 from majlis.http.errors import Handler
 
-# Every route that names a space; the id's shape is checked again by the handlers.
-SPACE_PATH = re.compile(r"^/(?:api/spaces|whip|live|s)/([A-Za-z0-9_-]{1,32})(?:/|$)")
+# Every route that names a space (a clip's id starts with its space's); the id's shape is
+# checked again by the handlers.
+SPACE_PATH = re.compile(
+    r"^/(?:(?:api/spaces|whip|live|s)/([A-Za-z0-9_-]{1,32})(?:/|$)|clips/([A-Za-z0-9_-]{1,32})\.)"
+)
 SESSION = web.AppKey("cluster_session", ClientSession)
 # Connections kept to the other nodes: held blocking reloads each take one.
 MAX_RELAY_CONNECTIONS = 2048
@@ -43,7 +46,7 @@ async def cluster_middleware(request: web.Request, handler: Handler) -> web.Stre
     found = SPACE_PATH.match(request.path)
     if found is None or request.method == "OPTIONS" or app.cluster is None:
         return await handler(request)
-    space_id = found.group(1)
+    space_id = found.group(1) or found.group(2)
     remote = await app.cluster.route(space_id)
     if remote is None:
         return await handler(request)

@@ -181,8 +181,7 @@ class SpaceRegistry:
             rec.create()
             if init is not None:
                 rec.write_init(init)
-            for entry in entries:
-                rec.write_segment(entry, segments[entry.msn])
+            rec.write_copy(entries, segments)
             if sealed is not None:
                 write_durably(rec.folder / provenance.FILE_NAME, sealed)
 

@@ -141,3 +141,33 @@ def test_read_part_cuts_parts_back_out_byte_for_byte(rec: Recording) -> None:
     assert rec.read_part(0, 5) is None
     assert rec.read_part(0, -1) is None
     assert rec.read_part(9, 0) is None
+
+
+def test_a_copied_recording_reads_back_and_is_synced_before_its_index(
+    rec: Recording, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parts = recorded_parts(3)
+    segments = {msn: b"".join(p.data for p in parts[msn]) for msn in range(3)}
+    entries = [entry(0), entry(1), entry(2, discontinuity=True)]
+    events: list[str] = []
+    real_sync, real_replace = os.sync, os.replace
+
+    def sync() -> None:
+        events.append("sync")
+        real_sync()
+
+    def replace(src: str, dst: str) -> None:
+        events.append(f"replace {Path(dst).name}")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "sync", sync)
+    monkeypatch.setattr(os, "replace", replace)
+    rec.write_copy(entries, segments)
+    # Every segment is on disk before the index that names them appears.
+    assert events == ["sync", "replace segments.jsonl"]
+    assert rec.load_entries() == entries
+    assert all(rec.segment_path(m).read_bytes() == segments[m] for m in range(3))
+    assert rec.read_part(1, 0) == parts[1][0].data
+    # Live recording goes on after the copy, on a line of its own.
+    record(rec, range(3, 4))
+    assert [e.msn for e in rec.load_entries()] == [0, 1, 2, 3]
