@@ -56,17 +56,25 @@ async def _talk(
 
 
 async def _listen(
-    http: aiohttp.ClientSession, base: str, space_id: str, address: str, agent: str
-) -> None:
-    """One listener (seen at `address` behind a trusted proxy) who plays for over 5 s."""
+    http: aiohttp.ClientSession,
+    base: str,
+    space_id: str,
+    address: str,
+    agent: str,
+    end: bool = True,
+) -> str:
+    """One listener (seen at `address` behind a trusted proxy) who plays for over 5 s, then
+    stops (or plays on); returns the session's heartbeat URL, below `base`."""
     headers = {"X-Forwarded-For": address, "User-Agent": agent}
     async with http.post(f"{base}/live/{space_id}/sessions", json={}, headers=headers) as resp:
         assert resp.status == 201, await resp.text()
         sid = (await resp.json())["session"]
     await asyncio.sleep(1.2)
-    beat = f"{base}/live/{space_id}/sessions/{sid}/heartbeat"
-    async with http.post(beat, json={"played_s": 6, "ended": True}, headers=headers) as resp:
+    beat = f"/live/{space_id}/sessions/{sid}/heartbeat"
+    body = {"played_s": 6, "ended": end}
+    async with http.post(base + beat, json=body, headers=headers) as resp:
         assert resp.status == 204, await resp.text()
+    return beat
 
 
 async def _uniques(http: aiohttp.ClientSession, base: str, space_id: str) -> int | None:
@@ -115,14 +123,15 @@ async def test_space_moves_to_another_node_when_its_owner_dies(tmp_path: Path) -
 
             # Sessions through either node are counted once each, bots not at all.
             browser = "Mozilla/5.0 (X11; Linux x86_64) Chrome/156.0 Safari/537.36"
-            await asyncio.gather(
+            *_, still_playing = await asyncio.gather(
                 _listen(http, a.base, space["id"], "198.51.100.7", browser),
                 _listen(http, b.base, space["id"], "203.0.113.9", browser),
                 _listen(http, b.base, space["id"], "198.51.100.7", browser),
                 _listen(http, b.base, space["id"], "192.0.2.1", "curl/8.5"),
+                _listen(http, b.base, space["id"], "198.51.100.20", browser, end=False),
             )
             await asyncio.sleep(1.5)  # counted at the next sync
-            assert await _uniques(http, a.base, space["id"]) == 3
+            assert await _uniques(http, a.base, space["id"]) == 4
 
             # The parts of the segment in progress, which A has announced.
             in_progress, _ = await _playlist(http, via_b)
@@ -152,7 +161,15 @@ async def test_space_moves_to_another_node_when_its_owner_dies(tmp_path: Path) -
             # Every segment A announced is still listed, byte for byte the same.
             assert _uris(after)[: len(announced)] == announced
             assert await _media(http, folder, announced) == first
-            assert await _uniques(http, b.base, space["id"]) == 3, "the count moved with it"
+            assert await _uniques(http, b.base, space["id"]) == 4, "the count moved with it"
+            # A listener who plays on through the takeover keeps their session on B (its id
+            # proves it was issued for this space), so they are still counted once.
+            playing = {"X-Forwarded-For": "198.51.100.20", "User-Agent": browser}
+            beat = b.base + still_playing
+            async with http.post(beat, json={"played_s": 6}, headers=playing) as resp:
+                assert resp.status == 204, await resp.text()
+            await asyncio.sleep(1.5)
+            assert await _uniques(http, b.base, space["id"]) == 4
 
             # The speaker comes back (WHIP again, to whichever node): the space goes on after
             # one discontinuity, with the new voice.

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import secrets
 from typing import Any
 
 from aiohttp import web
@@ -24,6 +23,7 @@ from majlis.http.admission import KEY as ADMISSION
 from majlis.http.body import read_limited
 from majlis.rooms.space import Space
 from majlis.storage.events import EventWriter, client_id, events_path, load_salt
+from majlis.trust import session_ids
 from majlis.trust.audience import (
     HEARTBEAT_S,
     Event,
@@ -164,7 +164,7 @@ async def start_session(request: web.Request) -> web.Response:
         raise Unavailable("too many open listener sessions in this space", HEARTBEAT_S)
     if (answer := admission.gate(request, space, body, now)) is not None:
         return answer
-    sid = secrets.token_urlsafe(16)
+    sid = session_ids.issue(service.salt, space.id, mode)
     ua = user_agent_class(request.headers.get("User-Agent"))
     live = LiveSession(mode, ua, client_id(address, service.salt), now)
     space.listeners.start(sid, live)
@@ -174,10 +174,26 @@ async def start_session(request: web.Request) -> web.Response:
     )
 
 
-def _open(space: Space, sid: str, now: float) -> LiveSession:
+def _open(service: AudienceService, request: web.Request, space: Space, sid: str) -> LiveSession:
+    now = service.app.clock.wall()
     live = space.listeners.get(sid, now)
-    if live is None:
+    if live is not None:
+        return live
+    mode = None
+    if not space.listeners.ended(sid):
+        mode = session_ids.recognise(service.salt, space.id, sid)
+    if mode is None:
         raise NotFound("no such listener session (it ended or expired): start a new one")
+    # Issued for this space by this server or another node of its cluster, and unknown here:
+    # the space moved to this node, or this node restarted. The playback goes on under the
+    # same id, so the listener is not counted twice; it may report one interval of playing.
+    space.listeners.sweep(now)
+    if len(space.listeners) >= MAX_OPEN_SESSIONS:
+        raise Unavailable("too many open listener sessions in this space", HEARTBEAT_S)
+    ua = user_agent_class(request.headers.get("User-Agent"))
+    client = client_id(listener_address(request), service.salt)
+    live = LiveSession(mode, ua, client, now - HEARTBEAT_S)
+    space.listeners.start(sid, live)
     return live
 
 
@@ -187,7 +203,7 @@ async def heartbeat(request: web.Request) -> web.Response:
     body = await _body(request)
     now = service.app.clock.wall()
     sid = request.match_info["session"]
-    live = _open(space, sid, now)
+    live = _open(service, request, space, sid)
     if _mode(body, live.mode) is not live.mode:
         raise Conflict("a session keeps the mode it started with: start a new session")
     played = _played(body)
@@ -210,9 +226,8 @@ async def heartbeat(request: web.Request) -> web.Response:
 @routes.delete("/live/{space_id}/sessions/{session}")
 async def end_session(request: web.Request) -> web.Response:
     service, space = _context(request)
-    now = service.app.clock.wall()
     sid = request.match_info["session"]
-    live = _open(space, sid, now)
+    live = _open(service, request, space, sid)
     space.listeners.end(sid)
     service.record(space, "session_end", sid, live, 0.0)
     return web.Response(status=204, headers=NO_STORE)

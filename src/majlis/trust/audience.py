@@ -364,6 +364,10 @@ class LiveSession:
         return self.ua not in BOT_CLASSES and self.played_s >= MIN_LISTEN_S
 
 
+# Ended session ids remembered per space (about 3 MB at most).
+MAX_ENDED_REMEMBERED = 50_000
+
+
 class ListenerSessions:
     """Open sessions of one space, forgotten PRESENCE_WINDOW_S after their last beat."""
 
@@ -371,6 +375,9 @@ class ListenerSessions:
         self.window_s = window_s
         self._open: dict[str, LiveSession] = {}
         self._swept_at = -math.inf
+        # Sessions ended here, newest last: a session id that proves itself (session_ids)
+        # may go on after a takeover, but not once its listener said it ended.
+        self._ended: dict[str, None] = {}
 
     def __len__(self) -> int:
         return len(self._open)
@@ -395,6 +402,12 @@ class ListenerSessions:
 
     def end(self, session: str) -> None:
         self._open.pop(session, None)
+        self._ended[session] = None
+        if len(self._ended) > MAX_ENDED_REMEMBERED:
+            del self._ended[next(iter(self._ended))]
+
+    def ended(self, session: str) -> bool:
+        return session in self._ended
 
     def sweep(self, now: float) -> None:
         """Forget expired sessions; runs at most once per heartbeat interval."""
