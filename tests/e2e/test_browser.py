@@ -9,12 +9,10 @@ Screenshots go to $MAJLIS_SCREENSHOTS (docs/screenshots to refresh the docs), el
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 import aiohttp
-import pytest
 from playwright.async_api import Browser, Page
 
 from majlis.http.pages import strings
@@ -26,13 +24,6 @@ TONE = 1000.0
 TITLE = "Elon Musk مع ترامب"
 SPEAKER = "سارة"
 VIEWPORT = {"width": 800, "height": 900}
-
-
-@pytest.fixture
-def shots(tmp_path: Path) -> Path:
-    folder = Path(os.environ.get("MAJLIS_SCREENSHOTS") or tmp_path / "screenshots")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 async def _open(browser: Browser, url: str) -> Page:

@@ -8,10 +8,7 @@ Screenshots go to $MAJLIS_SCREENSHOTS (docs/screenshots to refresh the docs), el
 
 from __future__ import annotations
 
-import json
-import os
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -52,26 +49,6 @@ _LAYOUT = """(tap) => {
 }"""
 
 
-def _create(server: RunningServer, fields: dict[str, str]) -> dict[str, Any]:
-    req = urllib.request.Request(
-        server.base + "/api/spaces",
-        data=json.dumps(fields).encode(),
-        headers={"Authorization": f"Bearer {server.admin_token}",
-                 "Content-Type": "application/json"},
-        method="POST",
-    )  # fmt: skip
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        space: dict[str, Any] = json.loads(resp.read())
-    return space
-
-
-@pytest.fixture
-def shots(tmp_path: Path) -> Path:
-    folder = Path(os.environ.get("MAJLIS_SCREENSHOTS") or tmp_path / "screenshots")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
 async def _phone(browser: Browser, url: str) -> Page:
     context = await browser.new_context(**PHONE)
     page = await context.new_page()
@@ -108,7 +85,7 @@ async def test_pages_fit_a_phone(
     server: RunningServer, tmp_path: Path, shots: Path, lang: str
 ) -> None:
     t = strings(lang)
-    space = _create(server, {"title": TITLE, "description": "سؤال وجواب " * 20})
+    space = server.create_space(TITLE, description="سؤال وجواب " * 20)
     page_url = f"{server.base}{space['page_url']}?lang={lang}"
     async with chromium(make_tone_wav(tmp_path / "tone.wav")) as browser:
         host = await _phone(browser, f"{page_url}#token={space['host_token']}&raw=1")

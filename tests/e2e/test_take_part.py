@@ -14,7 +14,6 @@ Screenshots go to $MAJLIS_SCREENSHOTS (docs/screenshots to refresh the docs), el
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -42,13 +41,6 @@ _DB_AT = """(freq) => {
   const bin = Math.round((freq * analyser.fftSize) / ctx.sampleRate);
   return Math.max(s[bin - 1], s[bin], s[bin + 1]);
 }"""
-
-
-@pytest.fixture
-def shots(tmp_path: Path) -> Path:
-    folder = Path(os.environ.get("MAJLIS_SCREENSHOTS") or tmp_path / "screenshots")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 async def _until(what: str, check: Callable[[], Awaitable[bool]], within: float = 15.0) -> None:

@@ -29,10 +29,11 @@ class RunningServer:
     process: subprocess.Popen[str]
     output: list[str] = field(default_factory=list)
 
-    def create_space(self, title: str = "Test space") -> dict[str, Any]:
+    def create_space(self, title: str = "Test space", **fields: str) -> dict[str, Any]:
+        """`fields`: the other fields of POST /api/spaces (description, language, …)."""
         req = urllib.request.Request(
             self.base + "/api/spaces",
-            data=json.dumps({"title": title}).encode(),
+            data=json.dumps({"title": title, **fields}).encode(),
             headers={
                 "Authorization": f"Bearer {self.admin_token}",
                 "Content-Type": "application/json",

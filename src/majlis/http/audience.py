@@ -183,7 +183,7 @@ def _open(service: AudienceService, request: web.Request, space: Space, sid: str
     if not space.listeners.ended(sid):
         mode = session_ids.recognise(service.salt, space.id, sid)
     if mode is None:
-        raise NotFound("no such listener session (it ended or expired): start a new one")
+        raise NotFound("no such listener session (unknown, or ended): start a new one")
     # Issued for this space by this server or another node of its cluster, and unknown here:
     # the space moved to this node, or this node restarted. The playback goes on under the
     # same id, so the listener is not counted twice; it may report one interval of playing.
