@@ -13,7 +13,6 @@ import json
 import os
 import re
 import sys
-import time
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ import pytest
 from tests.support.audio import decode_mp4, tone_power
 from tests.support.hls_load import percentiles
 from tests.support.nginx import RunningNginx, free_port, nginx_edge
+from tests.support.player import wait_live
 from tests.support.server import RunningServer, majlis_server
 from tests.support.whip import ToneTrack, publish
 
@@ -50,19 +50,6 @@ def _cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-async def _wait_live(http: aiohttp.ClientSession, url: str, within: float = 15.0) -> None:
-    deadline = time.monotonic() + within
-    last = "no answer"
-    while time.monotonic() < deadline:
-        async with http.get(url) as resp:
-            text = await resp.text()
-            if resp.status == 200 and "#EXT-X-PRELOAD-HINT" in text and "#EXTINF" in text:
-                return
-            last = f"{resp.status} {text[:120]!r}"
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"the space did not go live within {within} s: {last}")
 
 
 async def _run_load(
@@ -144,9 +131,9 @@ async def _scenario(server: RunningServer, tmp: Path) -> dict[str, Any]:
                     stack.enter_context(nginx_edge(server.base, "--workers", "1"))
                     for _ in range(EDGES)
                 ]
-                await _wait_live(http, server.base + space["playlist_url"])
+                await wait_live(http, server.base + space["playlist_url"])
                 for edge in edges:
-                    await _wait_live(http, edge.base + space["playlist_url"])
+                    await wait_live(http, edge.base + space["playlist_url"])
                 result, cpu = await _run_load(
                     _load_config(server, edges, space, tmp), tmp, server, edges
                 )
@@ -273,7 +260,7 @@ async def test_edge_keys_errors_and_forwarding(
     try:
         with nginx_edge(server.base, "--workers", "1") as edge:
             live = edge.base + space["playlist_url"]
-            await _wait_live(http, live)
+            await wait_live(http, live)
             async with http.get(live) as resp:
                 text = await resp.text()
             msn, part = _HINT.search(text).groups()  # type: ignore[union-attr]

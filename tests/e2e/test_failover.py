@@ -24,6 +24,7 @@ from playwright.async_api import Page
 
 from tests.support.browser import chromium, install_ear, listen_for, make_tone_wav
 from tests.support.nginx import RunningNginx, free_port, nginx_edge
+from tests.support.player import wait_live
 from tests.support.server import RunningServer, majlis_server
 from tests.support.whip import ToneTrack, publish
 
@@ -80,19 +81,6 @@ _START_SAMPLING = """
   }, ms);
 }
 """.replace("%MIN_DB%", str(MIN_PEAK_DB))
-
-
-async def _wait_live(http: aiohttp.ClientSession, url: str, within: float = 20.0) -> None:
-    deadline = time.monotonic() + within
-    last = "no answer"
-    while time.monotonic() < deadline:
-        async with http.get(url) as resp:
-            text = await resp.text()
-            if resp.status == 200 and "#EXTINF" in text:
-                return
-            last = f"{resp.status} {text[:120]!r}"
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"the space did not go live within {within} s: {last}")
 
 
 async def _pathway(page: Page, within: float = 10.0, not_: str | None = None) -> str:
@@ -211,7 +199,7 @@ async def _scenario(
             http, server.base, space["whip_url"], space["host_token"], ToneTrack(TONE)
         )
         try:
-            await _wait_live(http, f"{server.base}/live/{space['id']}/audio.m3u8")
+            await wait_live(http, f"{server.base}/live/{space['id']}/audio.m3u8")
             async with chromium(wav) as browser:
                 page = await browser.new_page()
                 await page.add_init_script(ONLINE)
@@ -338,7 +326,7 @@ async def test_replay_plays_through_the_pathways(tmp_path: Path) -> None:
                 http, server.base, space["whip_url"], space["host_token"], ToneTrack(TONE)
             )
             try:
-                await _wait_live(http, f"{server.base}/live/{space['id']}/audio.m3u8")
+                await wait_live(http, f"{server.base}/live/{space['id']}/audio.m3u8")
                 await asyncio.sleep(3)  # a few segments of tone
             finally:
                 await pub.pc.close()

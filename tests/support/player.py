@@ -14,6 +14,20 @@ _HINT = re.compile(r'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="([^"]+)"')
 _MAP = re.compile(r'#EXT-X-MAP:URI="([^"]+)"')
 
 
+async def wait_live(http: aiohttp.ClientSession, url: str, within: float = 20.0) -> None:
+    """Until the playlist at `url` is live: a segment listed and a part announced."""
+    deadline = time.monotonic() + within
+    last = "no answer"
+    while time.monotonic() < deadline:
+        async with http.get(url) as resp:
+            text = await resp.text()
+            if resp.status == 200 and "#EXT-X-PRELOAD-HINT" in text and "#EXTINF" in text:
+                return
+            last = f"{resp.status} {text[:120]!r}"
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"the space did not go live within {within} s: {last}")
+
+
 @dataclass
 class ReceivedPart:
     uri: str
